@@ -1,0 +1,141 @@
+"""The domain's entities: workflow definitions, workflows, jobs and state resources.
+
+Plain dataclasses with snake_case fields and aware UTC datetimes. The wire format (camelCase JSON,
+RFC 3339 millisecond times) lives in `workflow_manager.schemas`; States Language documents
+(`state_machine`) stay as the caller's JSON objects with their PascalCase keys, because they are
+handed to Step Functions as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class WorkflowStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FAILED = "failed"
+    SUCCEEDED = "succeeded"
+    CANCELLED = "cancelled"
+
+
+class JobStatus(StrEnum):
+    CREATED = "created"
+    QUEUED = "queued"
+    WAITING_FOR_DEPS = "waiting_for_deps"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABORTED_DEPS_FAILED = "aborted_deps_failed"
+    ABORTED_BY_USER = "aborted_by_user"
+
+
+class Manager(StrEnum):
+    STEP_FUNCTIONS = "step-functions"
+    BATCH = "batch"
+
+
+class StateResourceType(StrEnum):
+    JOB_DEFINITION_ARN = "JobDefinitionARN"
+    ACTIVITY_ARN = "ActivityARN"
+    LAMBDA_FUNCTION_ARN = "LambdaFunctionARN"
+    TASK_ARN = "TaskARN"
+
+
+def utc_now() -> datetime:
+    """Now, in UTC, truncated to the millisecond the wire format carries, so that a value read
+    back from any store compares equal to the one written."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class StateResource:
+    name: str
+    namespace: str
+    uri: str = ""
+    type: StateResourceType | str = ""
+    last_updated: datetime | None = None
+
+
+@dataclass
+class JobAttempt:
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    container_instance_arn: str = ""
+    task_arn: str = ""
+    reason: str = ""
+    exit_code: int | None = None
+
+
+@dataclass
+class Job:
+    id: str
+    state: str = ""
+    status: JobStatus = JobStatus.CREATED
+    name: str = ""
+    input: str = ""
+    output: str = ""
+    status_reason: str = ""
+    container: str = ""
+    queue: str = ""
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    attempts: list[JobAttempt] = field(default_factory=list)
+    state_resource: StateResource | None = None
+
+
+@dataclass
+class WorkflowDefinition:
+    name: str
+    state_machine: dict[str, Any]
+    version: int = 0
+    manager: Manager = Manager.STEP_FUNCTIONS
+    default_tags: dict[str, str] = field(default_factory=dict)
+    id: str = field(default_factory=new_id)
+    created_at: datetime | None = None
+
+    def copy(self) -> WorkflowDefinition:
+        return copy.deepcopy(self)
+
+    @property
+    def start_at(self) -> str:
+        return self.state_machine.get("StartAt", "")
+
+
+@dataclass
+class Workflow:
+    id: str
+    workflow_definition: WorkflowDefinition
+    status: WorkflowStatus = WorkflowStatus.QUEUED
+    namespace: str = ""
+    queue: str = "default"
+    input: str = "{}"
+    created_at: datetime | None = None
+    last_updated: datetime | None = None
+    stopped_at: datetime | None = None
+    resolved_by_user: bool = False
+    retry_for: str = ""
+    retries: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    last_job: Job | None = None
+    status_reason: str = ""
+    output: str = ""
+    jobs: list[Job] = field(default_factory=list)
+    # Optimistic-concurrency token, owned by the store: a write succeeds only when the revision it
+    # read is still current. Never on the wire.
+    revision: int = 0
+
+    def copy(self) -> Workflow:
+        return copy.deepcopy(self)
