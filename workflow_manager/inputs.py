@@ -1,0 +1,58 @@
+"""Workflow input rules (contract 5).
+
+A start request's `input` may be a string holding JSON text (the reference's form) or a JSON value
+(the reference README's form). The stored `input` is the caller's JSON text; the execution input is
+that value with `_EXECUTION_NAME` = workflow id added when it is an object, because activity workers
+(sfncli's contract) need it to name their work.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from workflow_manager.errors import InvalidInput
+
+# Step Functions' limit on an execution's input: 256 KiB (AWS Step Functions quotas, "Maximum input
+# or output size for a task, state, or execution").
+MAX_INPUT_BYTES = 256 * 1024
+EXECUTION_NAME_KEY = "_EXECUTION_NAME"
+
+
+def input_text(raw: Any) -> str:
+    """The JSON text to store for a request's `input`, validated."""
+    if raw is None or raw == "":
+        return "{}"
+    if isinstance(raw, str):
+        try:
+            json.loads(raw)
+        except ValueError as err:
+            raise InvalidInput(f"input is not valid JSON: {err}") from err
+        text = raw
+    else:
+        text = json.dumps(raw, separators=(",", ":"))
+    if len(text.encode()) > MAX_INPUT_BYTES:
+        raise InvalidInput(f"input is {len(text.encode())} bytes, over the limit of {MAX_INPUT_BYTES} bytes")
+    return text
+
+
+def execution_input(stored_input: str, workflow_id: str) -> str:
+    """The input handed to the execution: the stored input, with `_EXECUTION_NAME` when it is an
+    object (overwriting one copied from an earlier workflow, as on resume)."""
+    value = json.loads(stored_input) if stored_input else {}
+    if isinstance(value, dict):
+        value[EXECUTION_NAME_KEY] = workflow_id
+        return json.dumps(value)
+    return stored_input
+
+
+def string_tags(tags: Any) -> dict[str, str]:
+    """Tags as a string map; any other value is the reference's 'error converting tag value'."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict):
+        raise InvalidInput(f"tags must be an object of strings, not {json.dumps(tags)}")
+    for value in tags.values():
+        if not isinstance(value, str):
+            raise InvalidInput(f"error converting tag value to string: {json.dumps(value)}")
+    return dict(tags)

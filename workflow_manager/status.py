@@ -1,0 +1,74 @@
+"""Status rules, kept as data in one place (the reference keeps its terminal states in one list).
+
+- A workflow status is terminal when it is succeeded, failed or cancelled; a terminal status never
+  moves back to a non-terminal one, and it never changes to another terminal status either, except
+  that a user's cancellation is recorded on a workflow the backend has not yet reported finished.
+- A workflow is "done" (reference 2.7) when every job is done and the status is succeeded or failed,
+  or cancelled and resolved by the user. Resume requires done.
+"""
+
+from __future__ import annotations
+
+from workflow_manager.models import JobStatus, Workflow, WorkflowStatus
+
+TERMINAL_WORKFLOW_STATUSES = frozenset(
+    {WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED}
+)
+ACTIVE_WORKFLOW_STATUSES = frozenset({WorkflowStatus.QUEUED, WorkflowStatus.RUNNING})
+
+DONE_JOB_STATUSES = frozenset(
+    {
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.ABORTED_DEPS_FAILED,
+        JobStatus.ABORTED_BY_USER,
+    }
+)
+NOT_STARTED_JOB_STATUSES = frozenset(
+    {JobStatus.CREATED, JobStatus.QUEUED, JobStatus.WAITING_FOR_DEPS, JobStatus.ABORTED_DEPS_FAILED}
+)
+
+# Allowed workflow status transitions: from -> the statuses it may move to (itself always allowed).
+ALLOWED_TRANSITIONS: dict[WorkflowStatus, frozenset[WorkflowStatus]] = {
+    WorkflowStatus.QUEUED: frozenset(
+        {
+            WorkflowStatus.RUNNING,
+            WorkflowStatus.SUCCEEDED,
+            WorkflowStatus.FAILED,
+            WorkflowStatus.CANCELLED,
+        }
+    ),
+    WorkflowStatus.RUNNING: frozenset(
+        {WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED}
+    ),
+    WorkflowStatus.SUCCEEDED: frozenset(),
+    WorkflowStatus.FAILED: frozenset(),
+    WorkflowStatus.CANCELLED: frozenset(),
+}
+
+
+def is_terminal(status: WorkflowStatus) -> bool:
+    return status in TERMINAL_WORKFLOW_STATUSES
+
+
+def transition_allowed(current: WorkflowStatus, new: WorkflowStatus) -> bool:
+    return new == current or new in ALLOWED_TRANSITIONS[current]
+
+
+def moves_back_from_terminal(current: WorkflowStatus, new: WorkflowStatus) -> bool:
+    """The store's guard (reference 5.2): a terminal status never becomes a non-terminal one."""
+    return is_terminal(current) and not is_terminal(new)
+
+
+def job_is_done(status: JobStatus) -> bool:
+    return status in DONE_JOB_STATUSES
+
+
+def workflow_status_is_done(workflow: Workflow) -> bool:
+    if workflow.status in (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED):
+        return True
+    return workflow.status == WorkflowStatus.CANCELLED and workflow.resolved_by_user
+
+
+def workflow_is_done(workflow: Workflow) -> bool:
+    return workflow_status_is_done(workflow) and all(job_is_done(j.status) for j in workflow.jobs)
