@@ -1,0 +1,93 @@
+"""The embedded AWS emulator: an in-process moto server whose Step Functions really execute.
+
+This is the default ("embedded") mode of the service: no AWS account, no Docker. Constraints that
+shaped it:
+
+- `stepfunctions.execute_state_machine` must be on before anything is created: moto keeps executing
+  state machines in a separate backend, so ones created before the switch are invisible after it.
+- Step Functions service integrations (e.g. `batch:submitJob`) call `http://localhost:$MOTO_PORT`
+  from inside the server, so `MOTO_PORT` in this process's environment must be the port the server
+  listens on (moto's default is 5000).
+- moto's executing backend needs the fixes in `executor.moto_compat` (activities, StopExecution,
+  service integration casing, ...); they are applied here, before the server answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+from moto.core.config import default_user_config
+from moto.server import ThreadedMotoServer
+
+from executor.moto_compat import apply_moto_compat
+
+DEFAULT_REGION = "us-east-1"
+# moto accepts any credentials; boto3 refuses to sign a request without some.
+DUMMY_CREDENTIAL = "testing"
+# How long start_embedded_emulator waits for the server to answer its first request.
+STARTUP_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass
+class EmbeddedEmulator:
+    """A running embedded moto server. `stop()` shuts it down; moto's backends (and their state)
+    live on in the process."""
+
+    endpoint_url: str
+    port: int
+    _server: ThreadedMotoServer = field(repr=False)
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def start_embedded_emulator(port: int = 0, host: str = "127.0.0.1") -> EmbeddedEmulator:
+    """Start moto in this process with Step Functions execution on and return once it answers.
+    `port=0` picks a free port. Sets `MOTO_PORT` in `os.environ` to the port it listens on."""
+    apply_moto_compat()
+    default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
+
+    # werkzeug logs every request at INFO: one line per SDK call and activity poll of the service.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    bound_port = server.get_host_and_port()[1]
+    os.environ["MOTO_PORT"] = str(bound_port)
+    endpoint_url = f"http://{host}:{bound_port}"
+    try:
+        _wait_until_answering(host, bound_port)
+    except TimeoutError:
+        server.stop()
+        raise
+    return EmbeddedEmulator(endpoint_url=endpoint_url, port=bound_port, _server=server)
+
+
+def emulator_client_kwargs(endpoint_url: str) -> dict[str, str]:
+    """Keyword arguments for `boto3.client(service, **kwargs)` against the emulator."""
+    return {
+        "endpoint_url": endpoint_url,
+        "region_name": os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
+        "aws_access_key_id": DUMMY_CREDENTIAL,
+        "aws_secret_access_key": DUMMY_CREDENTIAL,
+    }
+
+
+def _wait_until_answering(host: str, port: int) -> None:
+    # ThreadedMotoServer.start() returns once the socket is bound; a request proves it serves.
+    request = f"GET /moto-api/ HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1) as connection:
+                connection.sendall(request)
+                if connection.recv(12).startswith(b"HTTP/"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"embedded moto server on {host}:{port} did not answer")
+        time.sleep(0.05)
