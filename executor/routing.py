@@ -1,0 +1,36 @@
+"""Routes each executor call to the executor of the workflow's definition `manager`
+(the reference's MultiWorkflowManager, with step-functions as the default)."""
+
+from __future__ import annotations
+
+from executor.interface import ExecutionReport, Executor
+from workflow_manager.errors import InvalidInput
+from workflow_manager.models import Manager, Workflow
+
+
+class ExecutorRouter:
+    def __init__(self, executors: dict[Manager, Executor]):
+        self._executors = executors
+
+    def _for(self, workflow: Workflow) -> Executor:
+        manager = workflow.workflow_definition.manager or Manager.STEP_FUNCTIONS
+        executor = self._executors.get(Manager(manager))
+        if executor is None:
+            configured = ", ".join(sorted(m.value for m in self._executors))
+            raise InvalidInput(
+                f"no executor is configured for manager '{manager}' (configured: {configured})"
+            )
+        return executor
+
+    def start(self, workflow: Workflow) -> None:
+        self._for(workflow).start(workflow)
+
+    def cancel(self, workflow: Workflow, reason: str) -> None:
+        self._for(workflow).cancel(workflow, reason)
+
+    def report(self, workflow: Workflow, include_jobs: bool = True) -> ExecutionReport:
+        return self._for(workflow).report(workflow, include_jobs)
+
+    def check_health(self) -> None:
+        for executor in self._executors.values():
+            executor.check_health()

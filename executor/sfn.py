@@ -1,0 +1,261 @@
+"""The Step Functions executor: one state machine per (namespace, name, version, StartAt), one
+execution per workflow, named by the workflow id.
+
+- State machines are immutable per version, so DescribeStateMachine answers are cached for the life
+  of the process (the reference's sfncache) and a found state machine is never compared or updated.
+- Activities a definition uses are created (idempotently) before its state machine, so a worker that
+  starts later finds them and the emulator knows them.
+- Every page of the execution history is read (contract 7): no job is dropped because a workflow is
+  large. The history is read in pages of HISTORY_PAGE_SIZE, the API's maximum, to spend as few
+  GetExecutionHistory calls as possible on its low rate limit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from executor import sfn_history, sfn_naming
+from executor.interface import ExecutionReport
+from workflow_manager import inputs
+from workflow_manager.errors import (
+    BackendError,
+    BackendUnavailable,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    WorkflowManagerError,
+)
+from workflow_manager.models import StateResource, Workflow, WorkflowStatus
+
+log = logging.getLogger(__name__)
+
+# GetExecutionHistory's maximum page size (AWS Step Functions API reference, maxResults).
+HISTORY_PAGE_SIZE = 1000
+
+EXECUTION_STATUS_TO_WORKFLOW_STATUS = {
+    "RUNNING": WorkflowStatus.RUNNING,
+    "SUCCEEDED": WorkflowStatus.SUCCEEDED,
+    "FAILED": WorkflowStatus.FAILED,
+    "TIMED_OUT": WorkflowStatus.FAILED,
+    "ABORTED": WorkflowStatus.CANCELLED,
+}
+STATUS_REASON_WORKFLOW_TIMED_OUT = "Workflow timed out"
+
+_UNAVAILABLE_CODES = {
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalFailure",
+    "RequestLimitExceeded",
+}
+_INPUT_CODES = {"InvalidExecutionInput", "InvalidName", "InvalidDefinition"}
+
+
+def translate_aws_error(err: Exception, action: str) -> WorkflowManagerError:
+    """A botocore error as the domain's error: the caller's fault (400), the backend's
+    unavailability (503), or a backend fault (500)."""
+    if isinstance(err, ClientError):
+        code = err.response.get("Error", {}).get("Code", "")
+        message = err.response.get("Error", {}).get("Message", "") or str(err)
+        if code in _UNAVAILABLE_CODES:
+            return BackendUnavailable(f"{action}: Step Functions is unavailable: {message}")
+        if code in _INPUT_CODES:
+            return InvalidInput(f"{action}: {message}")
+        return BackendError(f"{action}: {code}: {message}")
+    return BackendUnavailable(f"{action}: cannot reach Step Functions: {err}")
+
+
+def _error_code(err: ClientError) -> str:
+    return err.response.get("Error", {}).get("Code", "")
+
+
+class StepFunctionsExecutor:
+    def __init__(
+        self,
+        sfn_client: Any,
+        *,
+        region: str,
+        account_id: str | Callable[[], str],
+        role_arn: str,
+        lookup_state_resource: Callable[[str, str], StateResource | None],
+    ):
+        self._sfn = sfn_client
+        self._region = region
+        self._account_id = account_id
+        self._role_arn = role_arn
+        self._lookup_state_resource = lookup_state_resource
+        self._state_machine_arns: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def account_id(self) -> str:
+        if callable(self._account_id):
+            self._account_id = self._account_id()
+        return self._account_id
+
+    # Naming
+
+    def _state_machine_name(self, workflow: Workflow) -> str:
+        definition = workflow.workflow_definition
+        return sfn_naming.state_machine_name(
+            workflow.namespace, definition.name, definition.version, definition.start_at
+        )
+
+    def execution_arn(self, workflow: Workflow) -> str:
+        return sfn_naming.execution_arn(
+            self._region, self.account_id, self._state_machine_name(workflow), workflow.id
+        )
+
+    # State machines
+
+    def _describe_or_create_state_machine(self, workflow: Workflow) -> str:
+        name = self._state_machine_name(workflow)
+        with self._lock:
+            cached = self._state_machine_arns.get(name)
+        if cached:
+            return cached
+        arn = sfn_naming.state_machine_arn(self._region, self.account_id, name)
+        try:
+            self._sfn.describe_state_machine(stateMachineArn=arn)
+        except ClientError as err:
+            if _error_code(err) != "StateMachineDoesNotExist":
+                raise translate_aws_error(err, "DescribeStateMachine") from err
+            self._create_state_machine(workflow, name)
+        except BotoCoreError as err:
+            raise translate_aws_error(err, "DescribeStateMachine") from err
+        with self._lock:
+            self._state_machine_arns[name] = arn
+        return arn
+
+    def _create_state_machine(self, workflow: Workflow, name: str) -> None:
+        definition = workflow.workflow_definition
+        resolved = sfn_naming.resolve_state_machine(
+            definition.state_machine,
+            workflow.namespace,
+            self._region,
+            self.account_id,
+            self._lookup_state_resource,
+        )
+        tags = sfn_naming.state_machine_tags(
+            workflow.namespace,
+            definition.name,
+            definition.version,
+            definition.start_at,
+            definition.default_tags,
+        )
+        try:
+            for activity in sorted(sfn_naming.activity_names_in(resolved, workflow.namespace)):
+                self._create_activity(activity)
+            self._sfn.create_state_machine(
+                name=name,
+                definition=json.dumps(resolved, indent=2),
+                roleArn=self._role_arn,
+                tags=[{"key": k, "value": v} for k, v in sorted(tags.items())],
+            )
+        except ClientError as err:
+            # Another replica (or request) created it first: it is the same immutable version.
+            if _error_code(err) == "StateMachineAlreadyExists":
+                return
+            raise translate_aws_error(err, "CreateStateMachine") from err
+        except BotoCoreError as err:
+            raise translate_aws_error(err, "CreateStateMachine") from err
+
+    def _create_activity(self, name: str) -> None:
+        # CreateActivity is idempotent in AWS; moto answers a repeat with ActivityAlreadyExists.
+        try:
+            self._sfn.create_activity(name=name)
+        except ClientError as err:
+            if _error_code(err) != "ActivityAlreadyExists":
+                raise
+
+    # Executor port
+
+    def start(self, workflow: Workflow) -> None:
+        state_machine_arn = self._describe_or_create_state_machine(workflow)
+        try:
+            self._sfn.start_execution(
+                stateMachineArn=state_machine_arn,
+                name=workflow.id,
+                input=inputs.execution_input(workflow.input, workflow.id),
+            )
+        except ClientError as err:
+            if _error_code(err) == "ExecutionAlreadyExists":
+                raise Conflict(f"an execution named {workflow.id} already exists") from err
+            raise translate_aws_error(err, "StartExecution") from err
+        except BotoCoreError as err:
+            raise translate_aws_error(err, "StartExecution") from err
+
+    def cancel(self, workflow: Workflow, reason: str) -> None:
+        try:
+            self._sfn.stop_execution(executionArn=self.execution_arn(workflow), cause=reason)
+        except ClientError as err:
+            if _error_code(err) == "ExecutionDoesNotExist":
+                raise NotFound(f"no execution for workflow {workflow.id}") from err
+            raise translate_aws_error(err, "StopExecution") from err
+        except BotoCoreError as err:
+            raise translate_aws_error(err, "StopExecution") from err
+
+    def report(self, workflow: Workflow, include_jobs: bool = True) -> ExecutionReport:
+        arn = self.execution_arn(workflow)
+        try:
+            execution = self._sfn.describe_execution(executionArn=arn)
+        except ClientError as err:
+            if _error_code(err) == "ExecutionDoesNotExist":
+                return ExecutionReport(found=False)
+            raise translate_aws_error(err, "DescribeExecution") from err
+        except BotoCoreError as err:
+            raise translate_aws_error(err, "DescribeExecution") from err
+        sfn_status = execution["status"]
+        report = ExecutionReport(
+            found=True,
+            status=EXECUTION_STATUS_TO_WORKFLOW_STATUS.get(sfn_status, WorkflowStatus.QUEUED),
+            stopped_at=execution.get("stopDate"),
+            output=execution.get("output"),
+        )
+        if sfn_status == "TIMED_OUT":
+            report.status_reason = STATUS_REASON_WORKFLOW_TIMED_OUT
+        elif sfn_status == "FAILED":
+            report.status_reason = _failure_reason(execution)
+        if include_jobs or report.status == WorkflowStatus.FAILED:
+            events = self._history(arn)
+            jobs = sfn_history.jobs_from_history(events, workflow)
+            report.jobs = jobs if include_jobs else None
+            report.last_job = jobs[-1] if jobs else None
+        return report
+
+    def _history(self, execution_arn: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": HISTORY_PAGE_SIZE}
+        try:
+            while True:
+                page = self._sfn.get_execution_history(**kwargs)
+                events.extend(page.get("events", []))
+                if not page.get("nextToken"):
+                    return events
+                kwargs["nextToken"] = page["nextToken"]
+        except ClientError as err:
+            if _error_code(err) == "ExecutionDoesNotExist":
+                return events
+            raise translate_aws_error(err, "GetExecutionHistory") from err
+        except BotoCoreError as err:
+            raise translate_aws_error(err, "GetExecutionHistory") from err
+
+    def check_health(self) -> None:
+        try:
+            self._sfn.list_state_machines(maxResults=1)
+        except (ClientError, BotoCoreError) as err:
+            raise BackendUnavailable(f"Step Functions is unreachable: {err}") from err
+
+
+def _failure_reason(execution: dict[str, Any]) -> str:
+    error = execution.get("error") or ""
+    cause = execution.get("cause") or ""
+    return "\n".join(part for part in (sfn_history.last_lines(cause, 3), error) if part).strip()

@@ -1,0 +1,453 @@
+"""Names, ARNs, tags and the deployable definition of a workflow's Step Functions state machine.
+
+Pure functions, no AWS calls: the Step Functions executor (`executor/sfn.py`) calls them before
+DescribeStateMachine / CreateActivity / CreateStateMachine / StartExecution. They follow the
+reference's `executor/sfnconventions` and `stateMachineWithFullActivityARNsAndParameters` /
+`stateMachineWithDefaultRetriers` (notes 3.1, 3.2) as fixed by the contract (section 6), so a
+deployment keeps finding the state machines and activities the Go service created.
+
+Constraints and pitfalls that shaped this module:
+
+- Step Functions names (state machines, activities, executions) are at most 80 characters and may not
+  contain the characters in FORBIDDEN_NAME_CHARACTERS. A state machine name is ours alone, so a name
+  that would be longer is shortened deterministically (see `state_machine_name`); the full parts are
+  still on the state machine's tags. An activity name is shared with the workers that poll it
+  (`{namespace}--{Resource}`), so it is never rewritten: an invalid one is rejected with InvalidInput.
+- State machines are immutable per version (the executor never updates one), so everything here must
+  be a deterministic function of (namespace, definition, version, StartAt) and configuration.
+- The default retrier is added to Task states only, but at every depth (inside Parallel branches and
+  Map iterators too); the reference added it to top-level states only and gave every top-level state a
+  `Retry`, which Step Functions rejects on Choice, Pass, Wait, Succeed and Fail states.
+- JSONata states (`QueryLanguage: JSONata`, on the state or inherited from the top level) have no
+  `Parameters`: a glue or batch Task gets its fields in `Arguments` instead, and a JSONata Map state
+  is not given `_EXECUTION_NAME` (it has no `.$` paths); its iterations must select it themselves.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+from workflow_manager.errors import InvalidInput
+from workflow_manager.models import StateResource, StateResourceType
+
+# Step Functions CreateStateMachine / CreateActivity / StartExecution: "name: Length Constraints:
+# Minimum length of 1. Maximum length of 80." (AWS Step Functions API Reference).
+MAX_STATE_MACHINE_NAME_LENGTH = 80
+MAX_ACTIVITY_NAME_LENGTH = 80
+
+# The characters the reference replaces by "-" in state machine names
+# (executor/sfnconventions/sfnconventions.go, note 3.1); they are the ones the Step Functions API
+# reference forbids in names ("white space, brackets < > { } [ ], wildcard characters ? *, special
+# characters \" # % \\ ^ | ~ ` $ & , ; : /"). Other whitespace and the control characters
+# U+0000-001F and U+007F-009F, also forbidden by AWS, are replaced too.
+FORBIDDEN_NAME_CHARACTERS = frozenset(' <>{}[]?*"#%\\^|~`$&,;:/')
+NAME_REPLACEMENT = "-"
+
+# Separator between the parts of a state machine name and of `{namespace}--{resource}` names.
+NAME_SEPARATOR = "--"
+
+# A shortened state machine name ends in NAME_SEPARATOR + this many hex digits of the SHA-256 of the
+# full name: 40 bits, so two definitions sharing the 68-character prefix collide with odds of about
+# one in a trillion.
+SHORTENED_NAME_HASH_LENGTH = 10
+_SHORTENED_NAME = re.compile(rf".*{NAME_SEPARATOR}[0-9a-f]{{{SHORTENED_NAME_HASH_LENGTH}}}", re.DOTALL)
+
+# Prepended to the Retry of every Task state that does not name sfncli.CommandTerminated: sfncli
+# reports a worker killed mid-task (e.g. on deploy) with this error, and the task should run again.
+# Prepended, not appended, because a States.ALL retrier must be the last one.
+# (stateMachineWithDefaultRetriers, executor/workflow_manager_sfn.go; note 3.2.)
+SFNCLI_COMMAND_TERMINATED = "sfncli.CommandTerminated"
+DEFAULT_RETRIER: dict[str, Any] = {
+    "ErrorEquals": [SFNCLI_COMMAND_TERMINATED],
+    "IntervalSeconds": 10,
+    "MaxAttempts": 10,
+    "BackoffRate": 1.0,
+}
+
+# Optimised service integrations (Step Functions developer guide, "Run a Job (.sync)").
+GLUE_START_JOB_RUN_SYNC = "arn:aws:states:::glue:startJobRun.sync"
+BATCH_SUBMIT_JOB_SYNC = "arn:aws:states:::batch:submitJob.sync"
+
+LAMBDA_PREFIX = "lambda:"
+GLUE_PREFIX = "glue:"
+BATCH_PREFIX = "batch:"
+ARN_PREFIX = "arn:"
+
+# Batch SubmitJob jobName: "up to 128 letters (uppercase and lowercase), numbers, hyphens, and
+# underscores" and "the first character must be alphanumeric" (AWS Batch API Reference).
+MAX_BATCH_JOB_NAME_LENGTH = 128
+_BATCH_JOB_NAME_INVALID = re.compile(r"[^A-Za-z0-9_-]")
+
+# Map states forward the execution name (the workflow id, injected at the top level of the input by
+# the executor) into every iteration, for the activity workers (note 3.4).
+EXECUTION_NAME_KEY = "_EXECUTION_NAME"
+EXECUTION_NAME_PARAMETER = f"{EXECUTION_NAME_KEY}.$"
+EXECUTION_NAME_PATH = f"$.{EXECUTION_NAME_KEY}"
+
+QUERY_LANGUAGE_JSONATA = "JSONata"
+
+_ACTIVITY_ARN = re.compile(r"arn:[^:]+:states:[^:]*:[^:]*:activity:(?P<name>.+)")
+
+
+class StateMachineNameParts(NamedTuple):
+    namespace: str
+    definition_name: str
+    version: int
+    start_at: str
+
+
+# Names
+
+
+def _is_forbidden(char: str) -> bool:
+    code = ord(char)
+    return char in FORBIDDEN_NAME_CHARACTERS or char.isspace() or code <= 0x1F or 0x7F <= code <= 0x9F
+
+
+def _replace_forbidden(name: str) -> str:
+    return "".join(NAME_REPLACEMENT if _is_forbidden(c) else c for c in name)
+
+
+def state_machine_name(namespace: str, definition_name: str, version: int, start_at: str) -> str:
+    """`{namespace}--{name}--{version}--{StartAt}` with forbidden characters replaced by `-`.
+
+    A name longer than MAX_STATE_MACHINE_NAME_LENGTH is shortened to exactly that length: its first
+    68 characters, then `--`, then the first 10 hex digits of the SHA-256 of the full name
+    (after replacement, so the same name always gives the same hash). The result is deterministic (the same definition always finds its state machine)
+    and two long names that differ anywhere, even only past the cut, get different names. Shortened
+    names cannot be parsed back (`parse_state_machine_name` rejects them); the state machine's tags
+    carry the parts.
+    """
+    full = _replace_forbidden(NAME_SEPARATOR.join((namespace, definition_name, str(version), start_at)))
+    if len(full) <= MAX_STATE_MACHINE_NAME_LENGTH:
+        return full
+    digest = hashlib.sha256(full.encode("utf-8")).hexdigest()[:SHORTENED_NAME_HASH_LENGTH]
+    keep = MAX_STATE_MACHINE_NAME_LENGTH - len(NAME_SEPARATOR) - SHORTENED_NAME_HASH_LENGTH
+    return f"{full[:keep]}{NAME_SEPARATOR}{digest}"
+
+
+def is_shortened_state_machine_name(name: str) -> bool:
+    """Whether `name` has the shape `state_machine_name` gives a shortened name: exactly 80
+    characters ending in `--` and 10 lowercase hex digits. (An unshortened name of exactly 80
+    characters whose StartAt is 10 hex digits looks the same; no real definition is expected to.)"""
+    return len(name) == MAX_STATE_MACHINE_NAME_LENGTH and _SHORTENED_NAME.fullmatch(name) is not None
+
+
+def parse_state_machine_name(name: str) -> StateMachineNameParts:
+    """The parts of a state machine name that was not shortened (the reference's
+    `StateMachineNameParts`): exactly four `--`-separated parts, the third an integer.
+    Raises ValueError otherwise. The parts are as they appear in the name, i.e. after the
+    forbidden characters were replaced."""
+    if is_shortened_state_machine_name(name):
+        raise ValueError(f"state machine name was shortened and cannot be parsed: '{name}'")
+    parts = name.split(NAME_SEPARATOR)
+    if len(parts) != 4:
+        raise ValueError(f"state machine name must have 4 parts separated by '{NAME_SEPARATOR}': '{name}'")
+    namespace, definition_name, version, start_at = parts
+    try:
+        version_number = int(version)
+    except ValueError:
+        raise ValueError(f"state machine name has a non-integer version '{version}': '{name}'") from None
+    return StateMachineNameParts(namespace, definition_name, version_number, start_at)
+
+
+def activity_name(namespace: str, resource: str) -> str:
+    """`{namespace}--{resource}`: the activity an sfncli worker for `resource` polls."""
+    return f"{namespace}{NAME_SEPARATOR}{resource}"
+
+
+def batch_job_name(state_name: str) -> str:
+    """A valid Batch job name for the jobs a Task state submits: the state name with characters
+    Batch does not allow replaced by `-`, leading non-alphanumerics dropped, at most 128."""
+    name = _BATCH_JOB_NAME_INVALID.sub(NAME_REPLACEMENT, state_name).lstrip("-_")
+    return name[:MAX_BATCH_JOB_NAME_LENGTH] or "job"
+
+
+# ARNs (the reference always uses the `aws` partition)
+
+
+def state_machine_arn(region: str, account: str, name: str) -> str:
+    return f"arn:aws:states:{region}:{account}:stateMachine:{name}"
+
+
+def execution_arn(region: str, account: str, sm_name: str, execution_name: str) -> str:
+    return f"arn:aws:states:{region}:{account}:execution:{sm_name}:{execution_name}"
+
+
+def activity_arn(region: str, account: str, name: str) -> str:
+    return f"arn:aws:states:{region}:{account}:activity:{name}"
+
+
+def lambda_function_arn(region: str, account: str, name: str) -> str:
+    return f"arn:aws:lambda:{region}:{account}:function:{name}"
+
+
+# Tags
+
+
+def state_machine_tags(
+    namespace: str,
+    definition_name: str,
+    version: int,
+    start_at: str,
+    default_tags: dict[str, Any] | None,
+) -> dict[str, str]:
+    """The reference's `StateMachineTags`, with `workflow-definition-start-at` holding the StartAt
+    state (the reference wrote the definition name there; contract 6). The definition's default
+    tags override; only their string values are kept (the reference's `util.ToTagMap`)."""
+    tags = {
+        "application": definition_name,
+        "environment": namespace,
+        "workflow-definition-name": definition_name,
+        "workflow-definition-version": str(version),
+        "workflow-definition-start-at": start_at,
+    }
+    for key, value in (default_tags or {}).items():
+        if isinstance(value, str):
+            tags[key] = value
+    return tags
+
+
+# The deployable definition
+
+
+def resolve_state_machine(
+    state_machine: dict[str, Any],
+    namespace: str,
+    region: str,
+    account: str,
+    lookup_state_resource: Callable[[str, str], StateResource | None],
+    job_queue: str | None = None,
+) -> dict[str, Any]:
+    """A deep copy of `state_machine` ready for CreateStateMachine: every Task `Resource` resolved
+    (contract 6), Map states forwarding `_EXECUTION_NAME`, and the default retrier on Task states.
+
+    Task `Resource` resolution, first match wins:
+
+    1. a state resource `(namespace, Resource)` (from `lookup_state_resource`) with a URI: the URI
+       when it is an ARN; a `JobDefinitionARN` one is submitted like `batch:<uri>`, since a job
+       definition ARN is not a Task resource Step Functions accepts; a URI that is not an ARN is
+       an activity name (as `services.resource_type_for_uri` types it), used without namespace;
+    2. `lambda:X`: the Lambda function `{namespace}--X`;
+    3. `glue:X`: `glue:startJobRun.sync` with `Parameters.JobName = {namespace}--X`, other
+       Parameters (`Arguments`, `Arguments.$`, ...) kept;
+    4. `batch:X`: `batch:submitJob.sync` with `Parameters.JobDefinition = X`, `JobName` derived from
+       the state name and `JobQueue = job_queue` unless the definition sets them, other Parameters
+       kept;
+    5. a full ARN (`arn:...`): as is;
+    6. anything else: the activity `{namespace}--{Resource}`.
+
+    Raises InvalidInput for a structure that cannot be deployed (a Task without a string Resource, a
+    Parallel branch or Map iterator that is not an object, non-object Parameters on a glue or batch
+    Task, an activity name Step Functions would reject).
+    """
+    resolved = copy.deepcopy(state_machine)
+    context = _Context(namespace, region, account, lookup_state_resource, job_queue)
+    _resolve_states(resolved, context, _query_language(resolved, "JSONPath"))
+    return resolved
+
+
+class _Context(NamedTuple):
+    namespace: str
+    region: str
+    account: str
+    lookup: Callable[[str, str], StateResource | None]
+    job_queue: str | None
+
+
+def _query_language(node: dict[str, Any], inherited: str) -> str:
+    language = node.get("QueryLanguage")
+    return language if isinstance(language, str) and language else inherited
+
+
+def _resolve_states(machine: Any, context: _Context, inherited_language: str) -> None:
+    for state_name, state in _states_of(machine):
+        state_type = state.get("Type")
+        language = _query_language(state, inherited_language)
+        if state_type == "Task":
+            _resolve_task(state_name, state, context, language)
+            _add_default_retrier(state)
+        elif state_type == "Parallel":
+            for branch in _branches_of(state_name, state):
+                _resolve_states(branch, context, language)
+        elif state_type == "Map":
+            for iterator in _iterators_of(state_name, state):
+                _resolve_states(iterator, context, language)
+            if language != QUERY_LANGUAGE_JSONATA:
+                _forward_execution_name(state)
+
+
+def _states_of(machine: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    states = machine.get("States") if isinstance(machine, dict) else None
+    if not isinstance(states, dict):
+        raise InvalidInput("state machine has no 'States' object")
+    for state_name, state in states.items():
+        if not isinstance(state, dict):
+            raise InvalidInput(f"state '{state_name}' is not an object")
+        yield state_name, state
+
+
+def _branches_of(state_name: str, state: dict[str, Any]) -> list[dict[str, Any]]:
+    branches = state.get("Branches") or []
+    if not isinstance(branches, list) or not all(isinstance(b, dict) for b in branches):
+        # The reference: "Nil branch found in parallel state".
+        raise InvalidInput(f"nil branch found in parallel state '{state_name}'")
+    return branches
+
+
+def _iterators_of(state_name: str, state: dict[str, Any]) -> list[dict[str, Any]]:
+    iterators = [state[key] for key in ("Iterator", "ItemProcessor") if key in state]
+    if not iterators or not all(isinstance(i, dict) for i in iterators):
+        # The reference: "Nil iterator found in map state".
+        raise InvalidInput(f"nil iterator found in map state '{state_name}'")
+    return iterators
+
+
+def _resolve_task(state_name: str, state: dict[str, Any], context: _Context, language: str) -> None:
+    resource = state.get("Resource")
+    if not isinstance(resource, str) or not resource:
+        raise InvalidInput(f"Task state '{state_name}' has no Resource")
+    namespace = context.namespace
+
+    state_resource = context.lookup(namespace, resource)
+    if state_resource is not None and state_resource.uri:
+        uri = state_resource.uri
+        if state_resource.type == StateResourceType.JOB_DEFINITION_ARN:
+            _submit_batch_job(state_name, state, uri, context.job_queue, language)
+        elif uri.startswith(ARN_PREFIX):
+            state["Resource"] = uri
+        else:
+            # A URI that is not an ARN is an activity name (services.resource_type_for_uri).
+            _check_activity_name(state_name, uri)
+            state["Resource"] = activity_arn(context.region, context.account, uri)
+    elif resource.startswith(LAMBDA_PREFIX):
+        function = activity_name(namespace, resource.removeprefix(LAMBDA_PREFIX))
+        state["Resource"] = lambda_function_arn(context.region, context.account, function)
+    elif resource.startswith(GLUE_PREFIX):
+        parameters = _task_parameters(state_name, state, language)
+        parameters.pop("JobName.$", None)
+        parameters["JobName"] = activity_name(namespace, resource.removeprefix(GLUE_PREFIX))
+        state["Resource"] = GLUE_START_JOB_RUN_SYNC
+    elif resource.startswith(BATCH_PREFIX):
+        job_definition = resource.removeprefix(BATCH_PREFIX)
+        _submit_batch_job(state_name, state, job_definition, context.job_queue, language)
+    elif resource.startswith(ARN_PREFIX):
+        pass
+    else:
+        name = activity_name(namespace, resource)
+        _check_activity_name(state_name, name)
+        state["Resource"] = activity_arn(context.region, context.account, name)
+
+
+def _task_parameters(state_name: str, state: dict[str, Any], language: str) -> dict[str, Any]:
+    key = "Arguments" if language == QUERY_LANGUAGE_JSONATA else "Parameters"
+    parameters = state.setdefault(key, {})
+    if not isinstance(parameters, dict):
+        raise InvalidInput(f"{key} of Task state '{state_name}' must be an object")
+    return parameters
+
+
+def _submit_batch_job(
+    state_name: str,
+    state: dict[str, Any],
+    job_definition: str,
+    job_queue: str | None,
+    language: str,
+) -> None:
+    parameters = _task_parameters(state_name, state, language)
+    # The Resource names the job definition: it wins over one in Parameters.
+    parameters.pop("JobDefinition.$", None)
+    parameters["JobDefinition"] = job_definition
+    # Name and queue are the definition's to choose; these are defaults.
+    if "JobName" not in parameters and "JobName.$" not in parameters:
+        parameters["JobName"] = batch_job_name(state_name)
+    if job_queue is not None and "JobQueue" not in parameters and "JobQueue.$" not in parameters:
+        parameters["JobQueue"] = job_queue
+    state["Resource"] = BATCH_SUBMIT_JOB_SYNC
+
+
+def _check_activity_name(state_name: str, name: str) -> None:
+    if len(name) > MAX_ACTIVITY_NAME_LENGTH:
+        raise InvalidInput(
+            f"activity name of Task state '{state_name}' is longer than "
+            f"{MAX_ACTIVITY_NAME_LENGTH} characters: '{name}'"
+        )
+    forbidden = sorted({c for c in name if _is_forbidden(c)})
+    if forbidden:
+        raise InvalidInput(
+            f"activity name of Task state '{state_name}' contains characters Step Functions "
+            f"does not allow ({''.join(forbidden)!r}): '{name}'"
+        )
+
+
+def _forward_execution_name(state: dict[str, Any]) -> None:
+    """Map iterations see only what `ItemSelector` (or the older `Parameters`) builds, so the
+    execution name is added there; `$` in both is the Map state's input."""
+    key = "ItemSelector" if "ItemSelector" in state else "Parameters"
+    selector = state.setdefault(key, {})
+    if not isinstance(selector, dict):
+        return
+    if EXECUTION_NAME_PARAMETER not in selector and EXECUTION_NAME_KEY not in selector:
+        selector[EXECUTION_NAME_PARAMETER] = EXECUTION_NAME_PATH
+
+
+def _add_default_retrier(state: dict[str, Any]) -> None:
+    retriers = state.get("Retry")
+    if retriers is None:
+        retriers = []
+    if not isinstance(retriers, list):
+        return
+    for retrier in retriers:
+        if isinstance(retrier, dict) and SFNCLI_COMMAND_TERMINATED in (retrier.get("ErrorEquals") or []):
+            state["Retry"] = retriers
+            return
+    state["Retry"] = [copy.deepcopy(DEFAULT_RETRIER), *retriers]
+
+
+# Activities
+
+
+def activity_names_in(state_machine: dict[str, Any], namespace: str) -> set[str]:
+    """The activity names (`{namespace}--{Resource}`) the definition's Task states use, at any depth,
+    so the executor can CreateActivity them before CreateStateMachine.
+
+    Works on a definition before or after `resolve_state_machine`: a Resource that the resolution
+    rules would make an activity gives `{namespace}--{Resource}`, and an activity ARN gives its name
+    when that name is in `namespace` (an activity ARN outside it belongs to someone else). Before
+    resolution, state resources are not looked up, so prefer the resolved definition.
+    """
+    names: set[str] = set()
+    _collect_activity_names(state_machine, namespace, names)
+    return names
+
+
+def _collect_activity_names(machine: Any, namespace: str, names: set[str]) -> None:
+    if not isinstance(machine, dict) or not isinstance(machine.get("States"), dict):
+        return
+    for state in machine["States"].values():
+        if not isinstance(state, dict):
+            continue
+        resource = state.get("Resource")
+        if state.get("Type") == "Task" and isinstance(resource, str) and resource:
+            name = _activity_name_of(resource, namespace)
+            if name is not None:
+                names.add(name)
+        for branch in state.get("Branches") or []:
+            _collect_activity_names(branch, namespace, names)
+        for key in ("Iterator", "ItemProcessor"):
+            _collect_activity_names(state.get(key), namespace, names)
+
+
+def _activity_name_of(resource: str, namespace: str) -> str | None:
+    if resource.startswith(ARN_PREFIX):
+        match = _ACTIVITY_ARN.fullmatch(resource)
+        if match and match["name"].startswith(f"{namespace}{NAME_SEPARATOR}"):
+            return match["name"]
+        return None
+    if resource.startswith((LAMBDA_PREFIX, GLUE_PREFIX, BATCH_PREFIX)):
+        return None
+    return activity_name(namespace, resource)
