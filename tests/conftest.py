@@ -1,0 +1,134 @@
+"""Shared fixtures: the real app served over HTTP on a loopback port, on the embedded emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import uvicorn
+
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+DATA = Path(__file__).parent.parent / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = ""):
+    """Poll `check` until it returns a truthy value, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last={last!r}")
+
+
+class Api:
+    """A small HTTP client for the served app."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.session = requests.Session()
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        return self.session.request(method, self.base_url + path, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs) -> requests.Response:
+        if body is not None:
+            kwargs["json"] = body
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, body: Any = None, **kwargs) -> requests.Response:
+        if body is not None:
+            kwargs["json"] = body
+        return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str, body: Any = None, **kwargs) -> requests.Response:
+        if body is not None:
+            kwargs["json"] = body
+        return self.request("DELETE", path, **kwargs)
+
+    def wait_for_status(self, workflow_id: str, statuses: set[str], timeout: float = 30.0) -> dict:
+        def check():
+            workflow = self.get(f"/workflows/{workflow_id}").json()
+            return workflow if workflow.get("status") in statuses else None
+
+        return wait_for(check, timeout, 0.2, f"workflow {workflow_id} to reach {statuses}")
+
+
+class ServedApp:
+    def __init__(self, app, port: int):
+        self.app = app
+        self.port = port
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        wait_for(lambda: self.server.started, 30, 0.05, "the app to serve")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def serve(config) -> ServedApp:
+    from workflow_manager.app import create_app
+
+    served = ServedApp(create_app(config), config.port)
+    served.start()
+    return served
+
+
+def app_config(**overrides):
+    from workflow_manager.config import Config
+
+    config = Config(
+        backend="embedded",
+        store=os.environ.get("WFM_STORE", "memory"),
+        port=free_port(),
+        workers_file=FIXTURES / "workers.yml",
+        updater_tick_seconds=0.2,
+        updater_min_interval_seconds=0.2,
+        updater_max_interval_seconds=2.0,
+    )
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+@pytest.fixture(scope="session")
+def served_app():
+    served = serve(app_config())
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="session")
+def api(served_app) -> Api:
+    return Api(f"http://127.0.0.1:{served_app.port}")
+
+
+def load_fixture(*parts: str) -> Any:
+    return json.loads(FIXTURES.joinpath(*parts).read_text())

@@ -1,0 +1,69 @@
+"""Configuration, read once from the environment. Every setting is listed in the README's table."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = ("embedded", "endpoint", "localstack", "aws")
+# The account moto reports for every caller (moto.core.DEFAULT_ACCOUNT_ID).
+EMULATOR_ACCOUNT_ID = "123456789012"
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Config:
+    backend: str = "embedded"
+    store: str = "memory"
+    port: int = 8080
+    region: str = "us-east-1"
+    aws_endpoint: str | None = None
+    account_id: str | None = None
+    sfn_role_arn: str = f"arn:aws:iam::{EMULATOR_ACCOUNT_ID}:role/workflow-manager-sfn"
+    default_namespace: str = "default"
+    max_body_bytes: int = 1024 * 1024
+    request_timeout_seconds: float = 5.0
+    # The background updater: how often it wakes, and the bounds of each workflow's check interval.
+    updater_enabled: bool = True
+    updater_tick_seconds: float = 0.5
+    updater_min_interval_seconds: float = 1.0
+    updater_max_interval_seconds: float = 60.0
+    # Embedded mode: activity workers started with the service (activity name -> command).
+    workers_file: Path | None = field(default_factory=lambda: PROJECT_ROOT / "data" / "workers.yml")
+    start_workers: bool = True
+
+    @classmethod
+    def from_env(cls) -> Config:
+        env = os.environ
+        backend = env.get("WFM_BACKEND", "embedded")
+        if backend not in BACKENDS:
+            raise ValueError(f"WFM_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        workers_file = env.get("WFM_WORKERS_FILE")
+        config = cls(
+            backend=backend,
+            store=env.get("WFM_STORE", "memory"),
+            port=int(env.get("WFM_PORT", "8080")),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            aws_endpoint=env.get("WFM_AWS_ENDPOINT") or env.get("AWS_ENDPOINT_URL") or None,
+            account_id=env.get("WFM_AWS_ACCOUNT_ID") or None,
+            default_namespace=env.get("WFM_NAMESPACE", "default"),
+            max_body_bytes=int(env.get("WFM_MAX_BODY_BYTES", str(1024 * 1024))),
+            request_timeout_seconds=float(env.get("WFM_REQUEST_TIMEOUT_SECONDS", "5")),
+            updater_enabled=_env_bool("WFM_UPDATER", True),
+            start_workers=_env_bool("WFM_START_WORKERS", backend == "embedded"),
+        )
+        if env.get("WFM_SFN_ROLE_ARN"):
+            config.sfn_role_arn = env["WFM_SFN_ROLE_ARN"]
+        if workers_file is not None:
+            config.workers_file = Path(workers_file) if workers_file else None
+        if backend == "endpoint" and not config.aws_endpoint:
+            raise ValueError("WFM_BACKEND=endpoint needs WFM_AWS_ENDPOINT or AWS_ENDPOINT_URL")
+        return config

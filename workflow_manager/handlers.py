@@ -1,0 +1,145 @@
+"""HTTP handlers, one per swagger operationId (snake_cased), each a few lines: take the validated
+request, call one domain service, return `(body, status[, headers])`. Errors are raised as
+`workflow_manager.errors` and turned into responses in one place (`workflow_manager.app`)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from store.interface import WorkflowQuery
+from workflow_manager import schemas
+from workflow_manager.errors import InvalidInput
+from workflow_manager.models import WorkflowStatus
+from workflow_manager.services import (
+    DefinitionService,
+    StateResourceService,
+    WorkflowService,
+)
+
+
+def _required_body(body: Any) -> dict[str, Any]:
+    if body is None:
+        raise InvalidInput("request body is required, but was empty")
+    if not isinstance(body, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return body
+
+
+class Handlers:
+    def __init__(
+        self,
+        definitions: DefinitionService,
+        workflows: WorkflowService,
+        state_resources: StateResourceService,
+        check_health: Any,
+    ):
+        self._definitions = definitions
+        self._workflows = workflows
+        self._state_resources = state_resources
+        self._check_health = check_health
+
+    def health_check(self):
+        self._check_health()
+        return None, 200
+
+    # Workflow definitions
+
+    def get_workflow_definitions(self):
+        return [schemas.dump_definition(d) for d in self._definitions.list_latest()], 200
+
+    def new_workflow_definition(self, body=None):
+        definition = self._definitions.create(_required_body(body))
+        return schemas.dump_definition(definition), 201
+
+    def get_workflow_definition_versions_by_name(self, name: str, latest: bool = True):
+        versions = self._definitions.versions(name, latest)
+        return [schemas.dump_definition(d) for d in versions], 200
+
+    def update_workflow_definition(self, name: str, body=None):
+        definition = self._definitions.update(name, _required_body(body))
+        return schemas.dump_definition(definition), 201
+
+    def get_workflow_definition_by_name_and_version(self, name: str, version: str):
+        # Declared as a string with an integer pattern, so a non-integer is a 400, not a 404.
+        return schemas.dump_definition(self._definitions.get(name, int(version))), 200
+
+    # Workflows
+
+    def start_workflow(self, body=None):
+        return schemas.dump_workflow(self._workflows.start(_required_body(body))), 200
+
+    def start_job(self, body=None):
+        return self.start_workflow(body)
+
+    def get_workflows(
+        self,
+        workflow_definition_name: str = "",
+        limit: int = 10,
+        oldest_first: bool | None = None,
+        page_token: str = "",
+        status: str | None = None,
+        resolved_by_user: bool | None = None,
+        summary_only: bool = False,
+    ):
+        limit = limit or 10  # the reference reads limit=0 as the default page size
+        query = WorkflowQuery(
+            workflow_definition_name=workflow_definition_name,
+            limit=limit,
+            oldest_first=bool(oldest_first),
+            page_token=page_token or "",
+            status=WorkflowStatus(status) if status else None,
+            resolved_by_user=resolved_by_user,
+            summary_only=summary_only,
+        )
+        page = self._workflows.list(query)
+        body = [schemas.dump_workflow(wf, summary_only=summary_only) for wf in page.workflows]
+        headers = {}
+        if page.next_page_token:
+            params: dict[str, Any] = {
+                "limit": limit,
+                "pageToken": page.next_page_token,
+                "summaryOnly": str(summary_only).lower(),
+                "workflowDefinitionName": workflow_definition_name,
+            }
+            if oldest_first is not None:
+                params["oldestFirst"] = str(oldest_first).lower()
+            if resolved_by_user is not None:
+                params["resolvedByUser"] = str(resolved_by_user).lower()
+            if status:
+                params["status"] = status
+            headers["X-Next-Page-Path"] = "/workflows?" + urlencode(sorted(params.items()))
+        return body, 200, headers
+
+    def get_workflow_by_id(self, workflow_id: str, fetch_history: bool = False):
+        return schemas.dump_workflow(self._workflows.get(workflow_id, fetch_history)), 200
+
+    def cancel_workflow(self, workflow_id: str, body=None):
+        reason = _required_body(body).get("reason") or ""
+        self._workflows.cancel(workflow_id, reason)
+        return None, 200
+
+    def resume_workflow_by_id(self, workflow_id: str, body=None):
+        workflow = self._workflows.resume(workflow_id, _required_body(body))
+        return schemas.dump_workflow(workflow), 200
+
+    def resolve_workflow_by_id(self, workflow_id: str):
+        self._workflows.resolve(workflow_id)
+        return None, 201
+
+    # State resources
+
+    def post_state_resource(self, body=None):
+        resource = self._state_resources.put(_required_body(body))
+        return schemas.dump_state_resource(resource), 201
+
+    def get_state_resource(self, namespace: str, name: str):
+        return schemas.dump_state_resource(self._state_resources.get(namespace, name)), 200
+
+    def put_state_resource(self, namespace: str, name: str, body=None):
+        resource = self._state_resources.put(_required_body(body), path=(namespace, name))
+        return schemas.dump_state_resource(resource), 201
+
+    def delete_state_resource(self, namespace: str, name: str):
+        self._state_resources.delete(namespace, name)
+        return None, 200

@@ -1,0 +1,344 @@
+"""Domain services: the rules of definitions, workflows and state resources.
+
+Handlers call one method each; these call the store and executor ports. Rules that are data live in
+`workflow_manager.status`; definition validation in `workflow_manager.definitions`; input rules in
+`workflow_manager.inputs`.
+
+Pitfalls this module guards against:
+- Save before start: a workflow is saved before its execution starts, so no execution runs unknown
+  to the service; when the start fails the record is deleted before the error reaches the caller.
+- Read-modify-write on workflows goes through `_mutate_workflow`, which retries on a concurrent
+  update (the API and the background updater write the same records).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from executor.interface import ExecutionReport, Executor
+from store.interface import MAX_LIST_LIMIT, Store, WorkflowPage, WorkflowQuery
+from workflow_manager import definitions, inputs
+from workflow_manager.errors import (
+    ConcurrentModification,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    WorkflowManagerError,
+)
+from workflow_manager.models import (
+    Manager,
+    StateResource,
+    StateResourceType,
+    Workflow,
+    WorkflowDefinition,
+    WorkflowStatus,
+    new_id,
+    utc_now,
+)
+from workflow_manager.status import (
+    NOT_STARTED_JOB_STATUSES,
+    is_terminal,
+    transition_allowed,
+    workflow_is_done,
+)
+
+log = logging.getLogger(__name__)
+
+# How long a workflow may have no execution before it is declared failed (reference 3.6:
+# durationToRetryDescribeExecutions). Covers the moment between save and StartExecution.
+ZOMBIE_WINDOW = timedelta(minutes=5)
+# Attempts of a read-modify-write before a concurrent-update conflict reaches the caller.
+MUTATE_ATTEMPTS = 5
+
+
+def resource_type_for_uri(uri: str) -> StateResourceType:
+    """The type a state resource has when the request names none (contract 3)."""
+    if uri.startswith("arn:") and ":batch:" in uri and ":job-definition/" in uri:
+        return StateResourceType.JOB_DEFINITION_ARN
+    if uri.startswith("arn:") and ":lambda:" in uri:
+        return StateResourceType.LAMBDA_FUNCTION_ARN
+    if uri.startswith("arn:") and ":states:" in uri and ":activity:" in uri:
+        return StateResourceType.ACTIVITY_ARN
+    if uri.startswith("arn:"):
+        return StateResourceType.TASK_ARN
+    return StateResourceType.ACTIVITY_ARN
+
+
+class DefinitionService:
+    def __init__(self, store: Store):
+        self._store = store
+
+    def _build(self, body: dict[str, Any]) -> WorkflowDefinition:
+        name = body.get("name") or ""
+        manager = body.get("manager") or Manager.STEP_FUNCTIONS.value
+        state_machine = body.get("stateMachine")
+        default_tags = body.get("defaultTags")
+        definitions.validate_definition(name, state_machine, manager, default_tags)
+        return WorkflowDefinition(
+            name=name,
+            state_machine=state_machine,
+            manager=Manager(manager),
+            default_tags=dict(default_tags or {}),
+        )
+
+    def create(self, body: dict[str, Any]) -> WorkflowDefinition:
+        definition = self._build(body)
+        definition.version = 0
+        try:
+            self._store.latest_workflow_definition(definition.name)
+        except NotFound:
+            return self._store.save_workflow_definition(definition)
+        raise Conflict(f"Already Exists: {definition.name}")
+
+    def update(self, name: str, body: dict[str, Any]) -> WorkflowDefinition:
+        if body.get("name") != name:
+            raise InvalidInput("Name in path must match WorkflowDefinition object")
+        definition = self._build(body)
+        return self._store.update_workflow_definition(definition)
+
+    def list_latest(self) -> list[WorkflowDefinition]:
+        return self._store.get_workflow_definitions()
+
+    def versions(self, name: str, latest: bool) -> list[WorkflowDefinition]:
+        if latest:
+            return [self._store.latest_workflow_definition(name)]
+        return self._store.get_workflow_definition_versions(name)
+
+    def get(self, name: str, version: int) -> WorkflowDefinition:
+        return self._store.get_workflow_definition(name, version)
+
+
+class StateResourceService:
+    def __init__(self, store: Store):
+        self._store = store
+
+    def put(self, body: dict[str, Any], path: tuple[str, str] | None = None) -> StateResource:
+        name = body.get("name") or ""
+        namespace = body.get("namespace") or ""
+        uri = body.get("uri") or ""
+        if path is not None:
+            path_namespace, path_name = path
+            if name != path_name:
+                raise InvalidInput("StateResource.Name does not match name in path")
+            if namespace != path_namespace:
+                raise InvalidInput("StateResource.Namespace does not match namespace in path")
+        definitions.validate_aws_name("StateResource name", name)
+        definitions.validate_aws_name("StateResource namespace", namespace)
+        if not uri:
+            raise InvalidInput("StateResource uri is required")
+        resource_type = body.get("type") or resource_type_for_uri(uri)
+        return self._store.save_state_resource(
+            StateResource(name=name, namespace=namespace, uri=uri, type=resource_type)
+        )
+
+    def get(self, namespace: str, name: str) -> StateResource:
+        return self._store.get_state_resource(namespace, name)
+
+    def delete(self, namespace: str, name: str) -> None:
+        self._store.delete_state_resource(namespace, name)
+
+
+class WorkflowService:
+    def __init__(self, store: Store, executor: Executor, default_namespace: str):
+        self._store = store
+        self._executor = executor
+        self._default_namespace = default_namespace
+
+    # Start, resume
+
+    def start(self, body: dict[str, Any]) -> Workflow:
+        ref = body.get("workflowDefinition")
+        if not isinstance(ref, dict) or not ref.get("name"):
+            raise InvalidInput("workflowDefinition.name is required")
+        version = ref.get("version")
+        if version is None or version < 0:
+            definition = self._store.latest_workflow_definition(ref["name"])
+        else:
+            definition = self._store.get_workflow_definition(ref["name"], version)
+        namespace = body.get("namespace") or self._default_namespace
+        definitions.validate_aws_name("namespace", namespace)
+        queue = body.get("queue") or "default"
+        tags = {**definition.default_tags, **inputs.string_tags(body.get("tags"))}
+        workflow = Workflow(
+            id=new_id(),
+            workflow_definition=definition,
+            namespace=namespace,
+            queue=queue,
+            input=inputs.input_text(body.get("input")),
+            tags=tags,
+        )
+        self._save_and_start(workflow)
+        return workflow
+
+    def _save_and_start(self, workflow: Workflow) -> None:
+        self._store.save_workflow(workflow)
+        try:
+            self._executor.start(workflow)
+        except BaseException:
+            # No record may outlive a start that failed: the caller sees the error and nothing else.
+            try:
+                self._store.delete_workflow(workflow.id)
+            except WorkflowManagerError:
+                log.exception("failed to delete stray workflow %s", workflow.id)
+            raise
+
+    def resume(self, workflow_id: str, body: dict[str, Any]) -> Workflow:
+        original = self._store.get_workflow(workflow_id)
+        start_at = (body or {}).get("StartAt") or ""
+        if not workflow_is_done(original):
+            raise Conflict(f"Workflow {workflow_id} active: {original.status}")
+        self._check_no_active_descendants(original)
+        state_machine = original.workflow_definition.state_machine
+        if start_at not in definitions.top_level_state_names(state_machine):
+            raise InvalidInput(f"Invalid StartAt state {start_at}")
+        job = self._job_to_resume_from(original, start_at)
+        resumed_definition = original.workflow_definition.copy()
+        resumed_definition.state_machine = definitions.prune_unreachable_states(state_machine, start_at)
+        retry = Workflow(
+            id=new_id(),
+            workflow_definition=resumed_definition,
+            namespace=original.namespace,
+            queue=original.queue,
+            input=job.input or "{}",
+            tags=dict(original.tags),
+            retry_for=original.id,
+        )
+        self._save_and_start(retry)
+
+        def link(workflow: Workflow) -> None:
+            workflow.retries.append(retry.id)
+
+        self._mutate_workflow(original.id, link)
+        return retry
+
+    def _check_no_active_descendants(self, workflow: Workflow) -> None:
+        pending = list(workflow.retries)
+        while pending:
+            child_id = pending.pop()
+            try:
+                child = self._store.get_workflow(child_id)
+            except NotFound:
+                continue
+            if not workflow_is_done(child):
+                raise Conflict(f"Cannot resume workflow {workflow.id} because it has active descendants")
+            pending.extend(child.retries)
+
+    def _job_to_resume_from(self, workflow: Workflow, start_at: str):
+        if workflow.last_job is not None and workflow.last_job.state == start_at:
+            job = workflow.last_job
+        else:
+            jobs = workflow.jobs
+            if not jobs:
+                jobs = self._executor.report(workflow, include_jobs=True).jobs or []
+            job = next((j for j in jobs if j.state == start_at), None)
+        if job is None:
+            raise InvalidInput(f"No job found for StartAt {start_at}")
+        if job.status in NOT_STARTED_JOB_STATUSES:
+            raise InvalidInput(
+                f"Job {job.id} for StartAt {start_at} was not started for Workflow: {workflow.id}."
+                " Could not infer input"
+            )
+        return job
+
+    # Cancel, resolve
+
+    def cancel(self, workflow_id: str, reason: str) -> None:
+        workflow = self._store.get_workflow(workflow_id)
+        if workflow.status in (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED):
+            raise InvalidInput(f"Cancellation not allowed. Workflow {workflow_id} is {workflow.status}")
+        if workflow.status == WorkflowStatus.CANCELLED:
+            return
+        self._executor.cancel(workflow, reason)
+        report = self._executor.report(workflow, include_jobs=True)
+
+        def record(current: Workflow) -> None:
+            self._apply_report(current, report)
+            if current.status != WorkflowStatus.CANCELLED and is_terminal(current.status):
+                return
+            current.status = WorkflowStatus.CANCELLED
+            current.status_reason = reason
+            current.resolved_by_user = True
+            current.stopped_at = current.stopped_at or utc_now()
+
+        updated = self._mutate_workflow(workflow_id, record)
+        if updated.status != WorkflowStatus.CANCELLED:
+            # The execution finished before the stop reached it.
+            raise InvalidInput(f"Cancellation not allowed. Workflow {workflow_id} is {updated.status}")
+
+    def resolve(self, workflow_id: str) -> None:
+        def mark(workflow: Workflow) -> None:
+            if workflow.resolved_by_user:
+                raise Conflict(f"workflow {workflow_id} already resolved")
+            workflow.resolved_by_user = True
+
+        self._mutate_workflow(workflow_id, mark)
+
+    # Reading and refreshing
+
+    def get(self, workflow_id: str, fetch_history: bool = False) -> Workflow:
+        workflow = self._store.get_workflow(workflow_id)
+        if workflow_is_done(workflow) and not fetch_history:
+            return workflow
+        return self.refresh(workflow_id)
+
+    def list(self, query: WorkflowQuery) -> WorkflowPage:
+        if not query.workflow_definition_name:
+            raise InvalidInput("query parameter 'workflowDefinitionName' must be specified")
+        if not 1 <= query.limit <= MAX_LIST_LIMIT:
+            raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}, not {query.limit}")
+        return self._store.list_workflows(query)
+
+    def active_workflow_ids(self) -> list[str]:
+        return self._store.list_active_workflow_ids()
+
+    def refresh(self, workflow_id: str) -> Workflow:
+        """Bring a workflow's status and jobs in line with its execution, and save what changed."""
+        workflow = self._store.get_workflow(workflow_id)
+        report = self._executor.report(workflow, include_jobs=True)
+        return self._mutate_workflow(workflow_id, lambda wf: self._apply_report(wf, report))
+
+    def _apply_report(self, workflow: Workflow, report: ExecutionReport) -> None:
+        if not report.found:
+            if workflow.status == WorkflowStatus.QUEUED and (
+                workflow.last_updated is not None and utc_now() - workflow.last_updated > ZOMBIE_WINDOW
+            ):
+                workflow.status = WorkflowStatus.FAILED
+                workflow.status_reason = "execution not found"
+            return
+        if report.jobs is not None:
+            workflow.jobs = report.jobs
+        new_status = report.status
+        if new_status is None or not transition_allowed(workflow.status, new_status):
+            return
+        if new_status != workflow.status and is_terminal(new_status):
+            workflow.stopped_at = report.stopped_at or workflow.stopped_at
+            if new_status in (WorkflowStatus.SUCCEEDED, WorkflowStatus.CANCELLED):
+                workflow.resolved_by_user = True
+            if new_status == WorkflowStatus.SUCCEEDED:
+                workflow.output = report.output or ""
+            if new_status == WorkflowStatus.FAILED:
+                workflow.last_job = report.last_job
+            # A user's cancel keeps the user's reason (reference 3.6).
+            if report.status_reason and new_status != WorkflowStatus.CANCELLED:
+                workflow.status_reason = report.status_reason
+        workflow.status = new_status
+
+    def _mutate_workflow(self, workflow_id: str, change: Callable[[Workflow], None]) -> Workflow:
+        """Read, change and write a workflow, again on a concurrent update. Saves only when the
+        change changed something."""
+        for attempt in range(MUTATE_ATTEMPTS):
+            workflow = self._store.get_workflow(workflow_id)
+            before = workflow.copy()
+            change(workflow)
+            if workflow == before:
+                return workflow
+            try:
+                self._store.update_workflow(workflow)
+                return workflow
+            except ConcurrentModification:
+                if attempt == MUTATE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")

@@ -1,0 +1,126 @@
+"""The background updater: keeps every non-terminal workflow's status and jobs current, so that a
+client sees progress without calling GET and a finished workflow is recorded finished.
+
+Each workflow is checked on its own schedule, which backs off as the workflow ages: a workflow
+started a second ago is checked about every second, one running for an hour about once a minute.
+Refreshes are rate limited (a token bucket) because each one costs a DescribeExecution and a
+GetExecutionHistory call, and GetExecutionHistory has a low rate limit in AWS (reference notes 3.12).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from workflow_manager.errors import NotFound, WorkflowManagerError
+from workflow_manager.services import WorkflowService
+from workflow_manager.status import is_terminal
+
+log = logging.getLogger(__name__)
+
+# Fraction of a workflow's age that passes between two checks of it, before the bounds apply.
+AGE_BACKOFF_FACTOR = 0.1
+
+
+@dataclass
+class _Schedule:
+    first_seen: float
+    next_check: float
+
+
+@dataclass
+class TokenBucket:
+    rate_per_second: float
+    capacity: float
+    _tokens: float = field(init=False)
+    _stamp: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._tokens = self.capacity
+        self._stamp = time.monotonic()
+
+    def try_take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate_per_second)
+        self._stamp = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
+class BackgroundUpdater:
+    def __init__(
+        self,
+        workflows: WorkflowService,
+        *,
+        tick_seconds: float = 0.5,
+        min_interval_seconds: float = 1.0,
+        max_interval_seconds: float = 60.0,
+        max_refreshes_per_second: float = 10.0,
+    ):
+        self._workflows = workflows
+        self._tick = tick_seconds
+        self._min_interval = min_interval_seconds
+        self._max_interval = max_interval_seconds
+        self._budget = TokenBucket(max_refreshes_per_second, max(1.0, max_refreshes_per_second))
+        self._schedules: dict[str, _Schedule] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def interval_for_age(self, age_seconds: float) -> float:
+        return min(self._max_interval, max(self._min_interval, age_seconds * AGE_BACKOFF_FACTOR))
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="workflow-updater", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("updater pass failed")
+            self._stop.wait(self._tick)
+
+    def run_once(self) -> int:
+        """One pass: refresh every active workflow that is due. Returns how many were refreshed."""
+        now = time.monotonic()
+        active = set(self._workflows.active_workflow_ids())
+        for gone in set(self._schedules) - active:
+            del self._schedules[gone]
+        refreshed = 0
+        for workflow_id in sorted(active, key=lambda i: self._due(i, now)):
+            schedule = self._schedules.setdefault(workflow_id, _Schedule(now, now))
+            if schedule.next_check > now or self._stop.is_set():
+                continue
+            if not self._budget.try_take():
+                break
+            refreshed += 1
+            try:
+                workflow = self._workflows.refresh(workflow_id)
+            except NotFound:
+                self._schedules.pop(workflow_id, None)
+                continue
+            except WorkflowManagerError as err:
+                log.warning("could not refresh workflow %s: %s", workflow_id, err)
+            else:
+                if is_terminal(workflow.status):
+                    self._schedules.pop(workflow_id, None)
+                    continue
+            schedule.next_check = now + self.interval_for_age(now - schedule.first_seen)
+        return refreshed
+
+    def _due(self, workflow_id: str, now: float) -> float:
+        schedule = self._schedules.get(workflow_id)
+        return schedule.next_check if schedule else now
