@@ -218,7 +218,7 @@ class StepFunctionsExecutor:
             found=True,
             status=EXECUTION_STATUS_TO_WORKFLOW_STATUS.get(sfn_status, WorkflowStatus.QUEUED),
             stopped_at=execution.get("stopDate"),
-            output=execution.get("output"),
+            output=_json_text(execution.get("output")),
         )
         if sfn_status == "TIMED_OUT":
             report.status_reason = STATUS_REASON_WORKFLOW_TIMED_OUT
@@ -253,6 +253,18 @@ class StepFunctionsExecutor:
             self._sfn.list_state_machines(maxResults=1)
         except (ClientError, BotoCoreError) as err:
             raise BackendUnavailable(f"Step Functions is unreachable: {err}") from err
+
+
+def _json_text(output: str | None) -> str | None:
+    """The execution's output as JSON text: the emulator returns a top-level JSON string without
+    its quotes, which would leave `output` unparsable for clients."""
+    if output is None:
+        return None
+    try:
+        json.loads(output)
+    except ValueError:
+        return json.dumps(output)
+    return output
 
 
 def _failure_reason(execution: dict[str, Any]) -> str:

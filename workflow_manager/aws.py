@@ -49,11 +49,10 @@ class AwsClients:
             self._session = boto3.session.Session(region_name=self.region)
 
     def client(self, service: str, **overrides: Any):
-        kwargs: dict[str, Any] = {"config": RETRY_CONFIG}
+        kwargs: dict[str, Any] = {"config": RETRY_CONFIG, **overrides}
         if self.backend in ("embedded", "endpoint"):
-            kwargs["endpoint_url"] = self.endpoint_url
-            kwargs.update(DUMMY_CREDENTIALS)
-        kwargs.update(overrides)
-        if self.backend == "localstack":
-            return self._session.client(service, **{k: v for k, v in kwargs.items() if k != "config"})
+            kwargs.setdefault("endpoint_url", self.endpoint_url)
+            # An emulator takes any credentials; a configured chain is kept for a real endpoint.
+            if self.backend == "embedded" or self._session.get_credentials() is None:
+                kwargs.update(DUMMY_CREDENTIALS)
         return self._session.client(service, **kwargs)

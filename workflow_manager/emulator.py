@@ -53,6 +53,9 @@ def start_embedded_emulator(port: int = 0, host: str = "127.0.0.1") -> EmbeddedE
 
     # werkzeug logs every request at INFO: one line per SDK call and activity poll of the service.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # The interpreter logs an ERROR with a full state dump for every failure event, expected ones
+    # (a task's failure, a stop, a timeout) included; the service reports them on the workflow.
+    logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     bound_port = server.get_host_and_port()[1]

@@ -73,6 +73,10 @@ class BackgroundUpdater:
     def interval_for_age(self, age_seconds: float) -> float:
         return min(self._max_interval, max(self._min_interval, age_seconds * AGE_BACKOFF_FACTOR))
 
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         if self._thread is not None:
             return

@@ -1,0 +1,174 @@
+"""The examples in data/ run as the README says, with the workers `make run` starts
+(data/workers.yml), each step a real command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import DATA, Api, app_config, serve
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+@pytest.fixture(scope="module")
+def examples_api(served_app, tmp_path_factory):
+    demo_dir = tmp_path_factory.mktemp("demo")
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("WFM_DEMO_DIR", str(demo_dir))
+    # A second app on the session's emulator, in its own namespace so that its workers (the ones
+    # `make run` starts) and the test workers never take each other's tasks.
+    config = app_config(
+        backend="endpoint",
+        aws_endpoint=served_app.app.runtime.emulator.endpoint_url,
+        account_id="123456789012",
+        workers_file=DATA / "workers.yml",
+        default_namespace="examples",
+        start_workers=True,
+    )
+    served = serve(config)
+    api = Api(f"http://127.0.0.1:{served.port}")
+    for example in ("hello-workflow", "bootstrap-infrastructure", "failing-workflow"):
+        body = json.loads((DATA / f"{example}.post.json").read_text())
+        assert api.post("/workflow-definitions", body).status_code == 201
+    yield api, demo_dir
+    served.stop()
+    monkeypatch.undo()
+
+
+def jobs_by_state(workflow: dict) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for job in workflow["jobs"]:
+        grouped.setdefault(job["state"], []).append(job)
+    return grouped
+
+
+def test_bootstrap_runs_its_commands_in_order_with_parallel_map_retry_and_choice(examples_api):
+    api, demo_dir = examples_api
+    accounts = ["dev", "staging", "prod"]
+    started = api.post(
+        "/workflows",
+        {
+            "workflowDefinition": {"name": "bootstrap-infrastructure"},
+            "input": {"tenant": "acme", "region": "us-west-2", "accounts": accounts, "apply": True},
+        },
+    ).json()
+    finished = api.wait_for_status(started["id"], TERMINAL, timeout=60)
+    assert finished["status"] == "succeeded", finished
+    jobs = jobs_by_state(finished)
+    assert sorted(jobs) == sorted(
+        [
+            "validate-parameters",
+            "create-state-bucket",
+            "create-lock-table",
+            "plan",
+            "apply-or-stop",
+            "apply",
+            "bootstrapped",
+        ]
+    )
+    assert len(jobs["plan"]) == len(accounts)
+    # The throttled first try of the lock table is folded into the job's attempts.
+    [lock_table] = jobs["create-lock-table"]
+    assert len(lock_table["attempts"]) == 1
+    assert "ThrottlingException" in lock_table["attempts"][0]["reason"]
+
+    def started_at(state: str) -> str:
+        return min(job["startedAt"] for job in jobs[state])
+
+    def stopped_at(state: str) -> str:
+        return max(job["stoppedAt"] for job in jobs[state])
+
+    assert stopped_at("validate-parameters") <= started_at("create-state-bucket")
+    assert stopped_at("validate-parameters") <= started_at("create-lock-table")
+    assert stopped_at("create-lock-table") <= started_at("plan")
+    assert stopped_at("create-state-bucket") <= started_at("plan")
+    assert stopped_at("plan") <= started_at("apply")
+
+    tenant_dir = demo_dir / "acme"
+    assert (tenant_dir / "acme-terraform-state" / "versioning").read_text() == "Enabled\n"
+    for account in accounts:
+        assert (tenant_dir / f"applied-{account}.txt").read_text().startswith("+ backend")
+    output = json.loads(finished["output"])
+    assert output["applied"]["applied"] == accounts
+    assert sorted(plan["account"] for plan in output["plans"]) == sorted(accounts)
+
+
+def test_bootstrap_failure_is_caught_reported_and_fails_the_workflow(examples_api):
+    api, demo_dir = examples_api
+    started = api.post(
+        "/workflows",
+        {
+            "workflowDefinition": {"name": "bootstrap-infrastructure"},
+            "input": {
+                "tenant": "broken",
+                "region": "eu-west-1",
+                "accounts": ["dev"],
+                "apply": True,
+                "break_apply": True,
+            },
+        },
+    ).json()
+    finished = api.wait_for_status(started["id"], TERMINAL, timeout=60)
+    assert finished["status"] == "failed"
+    jobs = jobs_by_state(finished)
+    assert jobs["apply"][0]["status"] == "failed"
+    assert "apply refused for broken" in jobs["apply"][0]["statusReason"]
+    # As in the reference (notes 3.8), a Fail state is no job: the execution's failure lands on
+    # the last job, with the Fail state's cause and error.
+    assert jobs["report-failure"][0]["statusReason"] == (
+        "apply failed; see the report-failure job\nBootstrapFailed"
+    )
+    report = json.loads((demo_dir / "broken" / "FAILED").read_text())
+    assert report["Error"] == "sfncli.CommandExitedNonzero"
+    assert finished["lastJob"]["state"] == "report-failure"
+
+
+def test_bootstrap_without_apply_stops_after_planning(examples_api):
+    api, demo_dir = examples_api
+    started = api.post(
+        "/workflows",
+        {
+            "workflowDefinition": {"name": "bootstrap-infrastructure"},
+            "input": {"tenant": "planner", "region": "us-east-1", "accounts": ["dev"], "apply": False},
+        },
+    ).json()
+    finished = api.wait_for_status(started["id"], TERMINAL, timeout=60)
+    assert finished["status"] == "succeeded"
+    assert "apply" not in jobs_by_state(finished)
+    assert "planned-only" in jobs_by_state(finished)
+    assert not (demo_dir / "planner" / "applied-dev.txt").exists()
+
+
+def test_failing_example_fails_with_the_command_reason(examples_api):
+    api, _ = examples_api
+    started = api.post(
+        "/workflows",
+        {"workflowDefinition": {"name": "failing-workflow"}, "input": {"service": "billing"}},
+    ).json()
+    finished = api.wait_for_status(started["id"], TERMINAL)
+    assert finished["status"] == "failed"
+    [job] = finished["jobs"]
+    assert job["statusReason"] == (
+        "cannot deploy billing: the target cluster is missing\nsfncli.CommandExitedNonzero"
+    )
+
+
+def test_background_updater_records_progress_without_anyone_calling_get(examples_api):
+    api, _ = examples_api
+    started = api.post(
+        "/workflows", {"workflowDefinition": {"name": "hello-workflow"}, "input": ["updater"]}
+    ).json()
+
+    def listed_status():
+        # The listing reads the store only: it never asks Step Functions.
+        listed = api.get("/workflows?workflowDefinitionName=hello-workflow&limit=100").json()
+        [workflow] = [wf for wf in listed if wf["id"] == started["id"]]
+        return workflow if workflow["status"] == "succeeded" else None
+
+    from tests.conftest import wait_for
+
+    workflow = wait_for(listed_status, 30, 0.2, "the updater to record success")
+    assert [job["status"] for job in workflow["jobs"]] == ["succeeded"]
+    assert "Hello, updater!" in workflow["jobs"][0]["output"]

@@ -1,0 +1,83 @@
+"""The background updater: per-workflow schedules that back off with age, and a clean stop."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from executor.routing import ExecutorRouter
+from executor.sfn import StepFunctionsExecutor
+from store.memory import MemoryStore
+from tests.conftest import load_fixture, wait_for
+from workflow_manager.emulator import emulator_client_kwargs
+from workflow_manager.models import Manager
+from workflow_manager.services import DefinitionService, WorkflowService
+from workflow_manager.updater import BackgroundUpdater
+
+
+@pytest.fixture
+def services(served_app):
+    store = MemoryStore()
+    sfn = boto3.client(
+        "stepfunctions", **emulator_client_kwargs(served_app.app.runtime.emulator.endpoint_url)
+    )
+    executor = StepFunctionsExecutor(
+        sfn,
+        region="us-east-1",
+        account_id="123456789012",
+        role_arn="arn:aws:iam::123456789012:role/sfn",
+        lookup_state_resource=lambda namespace, name: None,
+    )
+    # A namespace no worker polls: its Task states wait until stopped.
+    workflows = WorkflowService(store, ExecutorRouter({Manager.STEP_FUNCTIONS: executor}), "idle")
+    return DefinitionService(store), workflows
+
+
+def test_interval_backs_off_with_age_within_bounds(services):
+    _, workflows = services
+    updater = BackgroundUpdater(workflows, min_interval_seconds=1, max_interval_seconds=60)
+    assert updater.interval_for_age(0) == 1
+    assert updater.interval_for_age(100) == 10
+    assert updater.interval_for_age(3600) == 60
+
+
+def test_run_once_refreshes_due_workflows_only(services):
+    definitions, workflows = services
+    body = load_fixture("api", "long-task.json")
+    body["name"] = "updater-long-task"
+    definitions.create(body)
+    waiting = workflows.start({"workflowDefinition": {"name": body["name"]}, "input": {}})
+    updater = BackgroundUpdater(
+        workflows, min_interval_seconds=30, max_interval_seconds=60, max_refreshes_per_second=100
+    )
+    assert updater.run_once() == 1
+    assert updater.run_once() == 0  # not due again for 30 s
+    workflows.cancel(waiting.id, "test over")
+    assert updater.run_once() == 0  # cancelled: no longer active
+
+
+def test_updater_thread_records_a_finished_workflow_and_stops(services):
+    definitions, workflows = services
+    definitions.create(
+        {
+            "name": "updater-pass-only",
+            "stateMachine": {"StartAt": "only", "States": {"only": {"Type": "Pass", "End": True}}},
+        }
+    )
+    started = workflows.start({"workflowDefinition": {"name": "updater-pass-only"}, "input": {"a": 1}})
+    updater = BackgroundUpdater(workflows, tick_seconds=0.05, min_interval_seconds=0.05)
+    updater.start()
+    assert updater.is_running
+    try:
+        wait_for(
+            lambda: workflows.active_workflow_ids() == [],
+            10,
+            0.05,
+            "the updater to record the finished workflow",
+        )
+    finally:
+        updater.stop(timeout=5)
+    assert not updater.is_running
+    finished = workflows.get(started.id)
+    assert finished.status == "succeeded"
+    assert '"a": 1' in finished.output or '"a":1' in finished.output
