@@ -23,3 +23,13 @@ timeout = 60
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("WFM_LOG_LEVEL", "info")
+
+
+def post_fork(server, worker):
+    """The service's own loggers (updater, workers, emulator) log to stderr at WFM_LOG_LEVEL."""
+    import logging
+
+    logging.basicConfig(
+        level=os.environ.get("WFM_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

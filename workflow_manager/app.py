@@ -81,8 +81,9 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
     if config.backend == "embedded":
         from workflow_manager.emulator import start_embedded_emulator
 
-        emulator = start_embedded_emulator()
+        emulator = start_embedded_emulator(port=config.emulator_port)
         endpoint = emulator.endpoint_url
+        log.info("embedded AWS emulator listening on %s", endpoint)
     clients = AwsClients(config.backend, config.region, endpoint)
 
     store = _build_store(config)

@@ -26,6 +26,9 @@ class Config:
     port: int = 8080
     region: str = "us-east-1"
     aws_endpoint: str | None = None
+    # Embedded mode: the emulator's loopback port (0 picks a free one); fix it to point workers
+    # started outside the service at the emulator.
+    emulator_port: int = 0
     account_id: str | None = None
     sfn_role_arn: str = f"arn:aws:iam::{EMULATOR_ACCOUNT_ID}:role/workflow-manager-sfn"
     default_namespace: str = "default"
@@ -53,6 +56,7 @@ class Config:
             port=int(env.get("WFM_PORT", "8080")),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             aws_endpoint=env.get("WFM_AWS_ENDPOINT") or env.get("AWS_ENDPOINT_URL") or None,
+            emulator_port=int(env.get("WFM_EMULATOR_PORT", "0")),
             account_id=env.get("WFM_AWS_ACCOUNT_ID") or None,
             default_namespace=env.get("WFM_NAMESPACE", "default"),
             max_body_bytes=int(env.get("WFM_MAX_BODY_BYTES", str(1024 * 1024))),
