@@ -537,6 +537,11 @@ def test_unknown_route_and_method_are_json_errors(api):
     assert "GET" in response.headers.get("Allow", "")
 
 
+def test_path_with_control_characters_is_400(api):
+    assert_error(api.get("/state-resources/%C3%B0%0A/name"), 400)
+    assert_error(api.get("/workflows/abc%0A"), 400)
+
+
 def test_swagger_ui_and_spec_are_served(api):
     spec = api.get("/swagger.json")
     assert spec.status_code == 200

@@ -208,8 +208,9 @@ def _unexpected(_request, exc: Exception) -> ConnexionResponse:
 
 
 class RequestLimitsMiddleware:
-    """Answers 413 for a body over the limit and 503 for a request over the timeout, before and
-    around everything else (the reference wrapped its router in http.TimeoutHandler(5s))."""
+    """Answers 413 for a body over the limit, 503 for a request over the timeout (the reference
+    wrapped its router in http.TimeoutHandler(5s)) and 400 for a path with control characters,
+    before and around everything else."""
 
     def __init__(self, app, max_body_bytes: int, timeout_seconds: float):
         self.app = app
@@ -233,6 +234,11 @@ class RequestLimitsMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if any(ord(c) < 32 or ord(c) == 127 for c in scope.get("path", "")):
+            # No name the API knows can hold a control character, and the router does not
+            # match paths with a newline consistently: answer before routing.
+            await self._send_error(send, 400, "request path contains control characters")
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
