@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from workflow_manager.models import Job, Workflow, WorkflowStatus
 
@@ -32,6 +32,10 @@ class ExecutionReport:
 
 
 class Executor(Protocol):
+    def validate_definition(self, state_machine: dict[str, Any]) -> None:
+        """Raise InvalidInput when this executor cannot run the state machine (checked when a
+        definition is saved, so that a start never fails for it)."""
+
     def start(self, workflow: Workflow) -> None:
         """Start the workflow's execution. Raises InvalidInput when the backend rejects the
         caller's input, BackendUnavailable/BackendError otherwise."""

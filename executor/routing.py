@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from executor.interface import ExecutionReport, Executor
 from workflow_manager.errors import InvalidInput
 from workflow_manager.models import Manager, Workflow
@@ -13,7 +15,10 @@ class ExecutorRouter:
         self._executors = executors
 
     def _for(self, workflow: Workflow) -> Executor:
-        manager = workflow.workflow_definition.manager or Manager.STEP_FUNCTIONS
+        return self._for_manager(workflow.workflow_definition.manager)
+
+    def _for_manager(self, manager: Manager | str | None) -> Executor:
+        manager = manager or Manager.STEP_FUNCTIONS
         executor = self._executors.get(Manager(manager))
         if executor is None:
             configured = ", ".join(sorted(m.value for m in self._executors))
@@ -21,6 +26,9 @@ class ExecutorRouter:
                 f"no executor is configured for manager '{manager}' (configured: {configured})"
             )
         return executor
+
+    def validate_definition(self, manager: Manager | str, state_machine: dict[str, Any]) -> None:
+        self._for_manager(manager).validate_definition(state_machine)
 
     def start(self, workflow: Workflow) -> None:
         self._for(workflow).start(workflow)

@@ -29,8 +29,9 @@ def services(served_app):
         lookup_state_resource=lambda namespace, name: None,
     )
     # A namespace no worker polls: its Task states wait until stopped.
-    workflows = WorkflowService(store, ExecutorRouter({Manager.STEP_FUNCTIONS: executor}), "idle")
-    return DefinitionService(store), workflows
+    router = ExecutorRouter({Manager.STEP_FUNCTIONS: executor})
+    workflows = WorkflowService(store, router, "idle")
+    return DefinitionService(store, router), workflows
 
 
 def test_interval_backs_off_with_age_within_bounds(services):

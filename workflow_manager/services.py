@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from executor.interface import ExecutionReport, Executor
+from executor.routing import ExecutorRouter
 from store.interface import MAX_LIST_LIMIT, Store, WorkflowPage, WorkflowQuery
 from workflow_manager import definitions, inputs
 from workflow_manager.errors import (
@@ -68,8 +69,9 @@ def resource_type_for_uri(uri: str) -> StateResourceType:
 
 
 class DefinitionService:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, executors: ExecutorRouter):
         self._store = store
+        self._executors = executors
 
     def _build(self, body: dict[str, Any]) -> WorkflowDefinition:
         name = body.get("name") or ""
@@ -77,6 +79,7 @@ class DefinitionService:
         state_machine = body.get("stateMachine")
         default_tags = body.get("defaultTags")
         definitions.validate_definition(name, state_machine, manager, default_tags)
+        self._executors.validate_definition(manager, state_machine)
         return WorkflowDefinition(
             name=name,
             state_machine=state_machine,
@@ -174,16 +177,44 @@ class WorkflowService:
         return workflow
 
     def _save_and_start(self, workflow: Workflow) -> None:
+        """Save, then start. When the start fails before anything ran, the record is deleted; when
+        an executor had already submitted work (Batch jobs, terminated again), the workflow is
+        kept as failed with the reason, so nothing ever ran unknown to the service."""
         self._store.save_workflow(workflow)
         try:
             self._executor.start(workflow)
-        except BaseException:
-            # No record may outlive a start that failed: the caller sees the error and nothing else.
-            try:
-                self._store.delete_workflow(workflow.id)
-            except WorkflowManagerError:
-                log.exception("failed to delete stray workflow %s", workflow.id)
+        except WorkflowManagerError as err:
+            if workflow.jobs:
+                self._record_failed_start(workflow, err)
+                raise type(err)(f"workflow {workflow.id} failed to start: {err.message}") from err
+            self._delete_stray(workflow)
             raise
+        except BaseException:
+            self._delete_stray(workflow)
+            raise
+        if workflow.jobs:
+            # Executors that submit work up front (Batch) record it on the workflow.
+            jobs = workflow.jobs
+            saved = self._mutate_workflow(workflow.id, lambda wf: setattr(wf, "jobs", jobs))
+            workflow.revision, workflow.last_updated = saved.revision, saved.last_updated
+
+    def _delete_stray(self, workflow: Workflow) -> None:
+        try:
+            self._store.delete_workflow(workflow.id)
+        except WorkflowManagerError:
+            log.exception("failed to delete stray workflow %s", workflow.id)
+
+    def _record_failed_start(self, workflow: Workflow, err: WorkflowManagerError) -> None:
+        jobs = workflow.jobs
+
+        def fail(current: Workflow) -> None:
+            current.jobs = jobs
+            current.status = WorkflowStatus.FAILED
+            current.status_reason = err.message
+            current.stopped_at = utc_now()
+
+        saved = self._mutate_workflow(workflow.id, fail)
+        workflow.status, workflow.status_reason = saved.status, saved.status_reason
 
     def resume(self, workflow_id: str, body: dict[str, Any]) -> Workflow:
         original = self._store.get_workflow(workflow_id)
