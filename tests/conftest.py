@@ -132,3 +132,48 @@ def api(served_app) -> Api:
 
 def load_fixture(*parts: str) -> Any:
     return json.loads(FIXTURES.joinpath(*parts).read_text())
+
+
+class DynamoDbTarget:
+    """A moto server on a loopback port for the DynamoDB store's tests. `store()` makes a store with
+    tables of its own (a fresh prefix), so tests never see each other's items."""
+
+    def __init__(self) -> None:
+        import botocore.session
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        # One botocore session: its loader caches the service model, so each store's client is cheap.
+        self.botocore_session = botocore.session.get_session()
+
+    def store(self, endpoint_url: str | None = None, create_tables: bool = True, **kwargs):
+        import uuid as _uuid
+
+        from store.dynamodb import DynamoDbStore
+
+        store = DynamoDbStore(
+            kwargs.pop("prefix", f"test-{_uuid.uuid4().hex[:12]}"),
+            endpoint_url=endpoint_url or self.endpoint_url,
+            credentials=("testing", "testing"),
+            botocore_session=self.botocore_session,
+            **kwargs,
+        )
+        if create_tables:
+            store.create_tables()
+        return store
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@pytest.fixture(scope="session")
+def dynamodb():
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    target = DynamoDbTarget()
+    yield target
+    target.stop()

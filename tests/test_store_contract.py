@@ -3,7 +3,9 @@ store suite, notes 5.6, including its removed listing and paging cases)."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from workflow_manager.errors import (
 )
 from workflow_manager.models import (
     Job,
+    JobAttempt,
     JobStatus,
     StateResource,
     StateResourceType,
@@ -32,12 +35,15 @@ from workflow_manager.models import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
+SFN_PAYLOAD_LIMIT = 256 * 1024  # bytes of a Step Functions input or output
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "dynamodb"])
 def store(request):
     if request.param == "memory":
         return MemoryStore()
+    if request.param == "dynamodb":
+        return request.getfixturevalue("dynamodb").store()
     raise AssertionError(request.param)
 
 
@@ -395,3 +401,71 @@ def test_paging_through_250_workflows_in_both_orders_with_each_filter(store):
                 if not token:
                     break
             assert seen == (expected if oldest_first else list(reversed(expected)))
+
+
+def _job_with_payload(index: int, size: int) -> Job:
+    # Hex of random bytes: JSON text that compresses about as well as real payloads (2:1), not 100:1.
+    return Job(
+        id=f"job-{index}",
+        state=f"state-{index}",
+        status=JobStatus.SUCCEEDED,
+        input=json.dumps({"index": index, "data": os.urandom(size // 2).hex()}),
+        output=json.dumps({"index": index, "result": os.urandom(size // 2).hex()}),
+        attempts=[JobAttempt(reason="retried", exit_code=1)],
+        state_resource=StateResource(name="echo", namespace="namespace", uri="arn:activity"),
+    )
+
+
+def test_a_workflow_of_5000_jobs_of_a_few_kb_each_round_trips_whole(store):
+    workflow = new_workflow(kitchensink())
+    store.save_workflow(workflow)
+    found = store.get_workflow(workflow.id)
+    found.jobs = [_job_with_payload(i, 2048) for i in range(5000)]
+    found.status = WorkflowStatus.RUNNING
+    store.update_workflow(found)
+    again = store.get_workflow(workflow.id)
+    assert again.jobs == found.jobs
+    assert again.revision == found.revision
+
+    # The next update changes one job and drops the last hundred: every other job is kept as it was.
+    again.jobs[10].status = JobStatus.FAILED
+    again.jobs = again.jobs[:4900]
+    again.status = WorkflowStatus.FAILED
+    store.update_workflow(again)
+    final = store.get_workflow(workflow.id)
+    assert len(final.jobs) == 4900
+    assert final.jobs[10].status == JobStatus.FAILED
+    assert final.jobs[:10] == found.jobs[:10] and final.jobs[11:] == found.jobs[11:4900]
+
+
+def test_a_workflow_at_the_step_functions_payload_limits_round_trips(store):
+    # 256 KiB inputs and outputs (the Step Functions limit) that do not compress: no single item
+    # of any store may pass DynamoDB's 400 KB.
+    workflow = new_workflow(kitchensink())
+    workflow.input = json.dumps(
+        {"data": base64.b64encode(os.urandom(SFN_PAYLOAD_LIMIT * 3 // 4 - 64)).decode()}
+    )
+    store.save_workflow(workflow)
+    found = store.get_workflow(workflow.id)
+    assert found.input == workflow.input
+    big_job = _job_with_payload(0, SFN_PAYLOAD_LIMIT - 64)
+    found.jobs = [big_job, _job_with_payload(1, 100)]
+    found.last_job = big_job
+    found.output = big_job.output
+    found.status = WorkflowStatus.SUCCEEDED
+    store.update_workflow(found)
+    again = store.get_workflow(workflow.id)
+    assert again.jobs == found.jobs
+    assert again.last_job == big_job and again.output == big_job.output and again.input == workflow.input
+    summary = store.list_workflows(WorkflowQuery(workflow.workflow_definition.name, summary_only=True))
+    assert [wf.input for wf in summary.workflows] == [workflow.input]
+
+
+def test_a_saved_definition_version_is_never_overwritten_by_another_save(store):
+    definition = kitchensink()
+    store.save_workflow_definition(definition)
+    other = definition.copy()
+    other.state_machine["Comment"] = "other"
+    with pytest.raises(Conflict):
+        store.save_workflow_definition(other)
+    assert store.get_workflow_definition(definition.name, 0).state_machine["Comment"] != "other"

@@ -86,7 +86,7 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
         log.info("embedded AWS emulator listening on %s", endpoint)
     clients = AwsClients(config.backend, config.region, endpoint)
 
-    store = _build_store(config)
+    store = _build_store(config, clients)
 
     def lookup_state_resource(namespace: str, name: str) -> StateResource | None:
         try:
@@ -109,7 +109,9 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
         store.check_health()
         executor.check_health()
 
-    handlers = Handlers(DefinitionService(store), workflows, StateResourceService(store), check_health)
+    handlers = Handlers(
+        DefinitionService(store, executor), workflows, StateResourceService(store), check_health
+    )
     runtime = Runtime(config=config, store=store, workflows=workflows, clients=clients)
     runtime.emulator = emulator
     if config.updater_enabled:
@@ -128,10 +130,45 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
     return runtime, handlers
 
 
-def _build_store(config: Config) -> Store:
+def _build_store(config: Config, clients: AwsClients) -> Store:
     if config.store == "memory":
         return MemoryStore()
-    raise ValueError(f"WFM_STORE must be 'memory', not {config.store!r}")
+    if config.store == "dynamodb":
+        store = build_dynamodb_store(config, clients)
+        create = config.dynamodb_create_tables
+        if create if create is not None else config.backend == "embedded":
+            created = store.create_tables()
+            if created:
+                log.info("created DynamoDB tables: %s", ", ".join(created))
+        return store
+    raise ValueError(f"WFM_STORE must be 'memory' or 'dynamodb', not {config.store!r}")
+
+
+def build_dynamodb_store(config: Config, clients: AwsClients):
+    """The DynamoDB store on the backend's endpoint (the embedded emulator's in embedded mode), or on
+    WFM_DYNAMODB_ENDPOINT when set."""
+    from datetime import timedelta
+
+    from store.dynamodb import DynamoDbStore
+    from workflow_manager.aws import DUMMY_CREDENTIALS
+
+    endpoint = config.dynamodb_endpoint
+    if endpoint is None and config.backend in ("embedded", "endpoint"):
+        endpoint = clients.endpoint_url
+    if endpoint is None and config.backend == "localstack":
+        import localstack_client.config
+
+        endpoint = localstack_client.config.get_service_endpoint("dynamodb")
+    credentials = None
+    if config.backend != "aws":
+        credentials = (DUMMY_CREDENTIALS["aws_access_key_id"], DUMMY_CREDENTIALS["aws_secret_access_key"])
+    return DynamoDbStore(
+        config.dynamodb_prefix,
+        region=config.region,
+        endpoint_url=endpoint,
+        credentials=credentials,
+        retention=timedelta(days=config.workflow_retention_days),
+    )
 
 
 def _account_id_source(config: Config, clients: AwsClients) -> str | Callable[[], str]:

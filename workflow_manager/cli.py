@@ -1,5 +1,5 @@
 """The `workflow-manager` command: `serve` (the API through gunicorn), `worker` (an activity
-worker that runs a local command for each task)."""
+worker that runs a local command for each task), `init-tables` (the DynamoDB store's tables)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,33 @@ def _worker(args: argparse.Namespace) -> int:
     return run_worker_command(args, clients.client("stepfunctions"))
 
 
+def _init_tables(_args: argparse.Namespace) -> int:
+    """Create the DynamoDB store's tables (idempotent), on the backend WFM_BACKEND names (or
+    WFM_DYNAMODB_ENDPOINT), named from WFM_DYNAMODB_PREFIX."""
+    from workflow_manager.app import build_dynamodb_store
+    from workflow_manager.aws import AwsClients
+    from workflow_manager.errors import WorkflowManagerError
+
+    config = Config.from_env()
+    if config.backend == "embedded" and config.dynamodb_endpoint is None:
+        print(
+            "init-tables: set WFM_BACKEND (endpoint, localstack or aws) or WFM_DYNAMODB_ENDPOINT to say"
+            " where DynamoDB is; the embedded emulator lives inside the service, which creates its"
+            " tables when it starts with WFM_STORE=dynamodb",
+            file=sys.stderr,
+        )
+        return 2
+    store = build_dynamodb_store(config, AwsClients(config.backend, config.region, config.aws_endpoint))
+    try:
+        created = set(store.create_tables())
+    except WorkflowManagerError as err:
+        print(f"init-tables: {err.message}", file=sys.stderr)
+        return 1
+    for name in store.table_names():
+        print(f"{name}: {'created' if name in created else 'exists'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("WFM_LOG_LEVEL", "INFO").upper(),
@@ -51,9 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     from workflow_manager.worker import add_worker_arguments
 
     add_worker_arguments(worker)
+    commands.add_parser(
+        "init-tables", help="create the DynamoDB store's tables (idempotent; WFM_DYNAMODB_PREFIX)"
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "init-tables":
+        return _init_tables(args)
     return _worker(args)
 
 

@@ -42,6 +42,14 @@ class Config:
     # Embedded mode: activity workers started with the service (activity name -> command).
     workers_file: Path | None = field(default_factory=lambda: PROJECT_ROOT / "data" / "workers.yml")
     start_workers: bool = True
+    # The DynamoDB store (WFM_STORE=dynamodb): table name prefix, how long a workflow is kept (DynamoDB
+    # TTL), an endpoint of its own (default: the backend's), and whether start-up creates the tables
+    # (default: in embedded mode only; elsewhere run `workflow-manager init-tables` or deploy
+    # deploy/dynamodb.cloudformation.yml).
+    dynamodb_prefix: str = "workflow-manager"
+    workflow_retention_days: float = 30.0
+    dynamodb_endpoint: str | None = None
+    dynamodb_create_tables: bool | None = None
 
     @classmethod
     def from_env(cls) -> Config:
@@ -63,6 +71,10 @@ class Config:
             request_timeout_seconds=float(env.get("WFM_REQUEST_TIMEOUT_SECONDS", "5")),
             updater_enabled=_env_bool("WFM_UPDATER", True),
             start_workers=_env_bool("WFM_START_WORKERS", backend == "embedded"),
+            dynamodb_prefix=env.get("WFM_DYNAMODB_PREFIX") or "workflow-manager",
+            workflow_retention_days=float(env.get("WFM_WORKFLOW_RETENTION_DAYS") or "30"),
+            dynamodb_endpoint=env.get("WFM_DYNAMODB_ENDPOINT") or None,
+            dynamodb_create_tables=_env_bool("WFM_DYNAMODB_CREATE_TABLES", backend == "embedded"),
         )
         if env.get("WFM_SFN_ROLE_ARN"):
             config.sfn_role_arn = env["WFM_SFN_ROLE_ARN"]
