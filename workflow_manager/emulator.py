@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 
 from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 
+from executor.moto_batch import install_batch_runner
 from executor.moto_compat import apply_moto_compat
 
 DEFAULT_REGION = "us-east-1"
@@ -34,21 +36,69 @@ STARTUP_TIMEOUT_SECONDS = 10.0
 
 @dataclass
 class EmbeddedEmulator:
-    """A running embedded moto server. `stop()` shuts it down; moto's backends (and their state)
-    live on in the process."""
+    """A handle on the process's embedded moto server. `stop()` releases the handle; the server
+    stops when its last handle is released. moto's backends (and their state) live on."""
 
     endpoint_url: str
     port: int
-    _server: ThreadedMotoServer = field(repr=False)
+    _released: bool = field(default=False, repr=False)
 
     def stop(self) -> None:
-        self._server.stop()
+        if not self._released:
+            self._released = True
+            _release_server()
+
+
+@dataclass
+class _RunningServer:
+    server: ThreadedMotoServer
+    host: str
+    port: int
+    handles: int
+
+
+# moto's backends are global to the process, so a second server would serve the same state: every
+# caller shares one server. Sharing it also keeps MOTO_PORT (read by the Step Functions service
+# integrations and the Batch runner when a task or job starts) naming a server that is still up.
+_running: _RunningServer | None = None
+_running_lock = threading.Lock()
 
 
 def start_embedded_emulator(port: int = 0, host: str = "127.0.0.1") -> EmbeddedEmulator:
-    """Start moto in this process with Step Functions execution on and return once it answers.
-    `port=0` picks a free port. Sets `MOTO_PORT` in `os.environ` to the port it listens on."""
+    """Start moto in this process with Step Functions execution on and the local Batch runner
+    installed, and return once it answers; or, when it already runs (on `port`, or `port` is 0),
+    another handle on it. `port=0` picks a free port. Sets `MOTO_PORT` in `os.environ` to the port
+    it listens on."""
+    global _running
+    with _running_lock:
+        if _running is not None and port in (0, _running.port) and host == _running.host:
+            _running.handles += 1
+            return EmbeddedEmulator(f"http://{host}:{_running.port}", _running.port)
+        if _running is not None:
+            raise RuntimeError(
+                f"an embedded emulator already runs on {_running.host}:{_running.port};"
+                f" one process has one (moto's state is process-wide)"
+            )
+        _running = _start_server(port, host)
+        return EmbeddedEmulator(f"http://{host}:{_running.port}", _running.port)
+
+
+def _release_server() -> None:
+    global _running
+    with _running_lock:
+        if _running is None:
+            return
+        _running.handles -= 1
+        if _running.handles == 0:
+            _running.server.stop()
+            _running = None
+
+
+def _start_server(port: int, host: str) -> _RunningServer:
     apply_moto_compat()
+    # Batch jobs really run: their container commands as local subprocesses, through
+    # PENDING, RUNNABLE, STARTING and RUNNING, honouring dependsOn.
+    install_batch_runner()
     default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
 
     # werkzeug logs every request at INFO: one line per SDK call and activity poll of the service.
@@ -60,13 +110,12 @@ def start_embedded_emulator(port: int = 0, host: str = "127.0.0.1") -> EmbeddedE
     server.start()
     bound_port = server.get_host_and_port()[1]
     os.environ["MOTO_PORT"] = str(bound_port)
-    endpoint_url = f"http://{host}:{bound_port}"
     try:
         _wait_until_answering(host, bound_port)
     except TimeoutError:
         server.stop()
         raise
-    return EmbeddedEmulator(endpoint_url=endpoint_url, port=bound_port, _server=server)
+    return _RunningServer(server=server, host=host, port=bound_port, handles=1)
 
 
 def emulator_client_kwargs(endpoint_url: str) -> dict[str, str]:
