@@ -1,0 +1,510 @@
+"""The AWS Batch executor: every Task state of a `manager: batch` definition runs as one Batch job,
+submitted up front with `dependsOn`, so Batch itself runs them in dependency order.
+
+The reference's 2017 executor (notes 4.3-4.8), with its known defects fixed:
+
+- Plan (`executor.batch_plan`): jobs in topological order over `Next` edges and Parallel branches.
+- Submission: one SubmitJob per planned job, after all of them were built and checked (job queue,
+  job definition, attempts, timeout, input size), so a caller's mistake submits nothing. A failure
+  part-way terminates the jobs already submitted (the reference left them running, unknown to the
+  service) and raises the domain error; `workflow.jobs` then lists the terminated jobs.
+- `start(workflow)` records the Batch job ids on `workflow.jobs` (Job.id = Batch job id, Job.state =
+  state name); the domain saves them. `report` and `cancel` read them back from there.
+- Status (`report`): DescribeJobs in pages of DESCRIBE_JOBS_MAX_IDS; job status by the reference's
+  mapping (`job_status_from_batch`), workflow status by its rules (`workflow_status_from_jobs`).
+  The reference's cancel wrote `aborted_by_user:` (lower case) while its mapping looked for
+  `ABORTED_BY_USER`, so cancelled jobs showed as aborted_deps_failed; and a terminated running job
+  (it has a start time) showed as failed. Here cancel writes `ABORTED_BY_USER: <reason>` and the
+  mapping recognises the prefix in either case, started or not.
+- Cancel: CancelJob for jobs not started (SUBMITTED, PENDING, RUNNABLE), TerminateJob for started
+  ones (STARTING, RUNNING), dependents first so none of them sees a cancelled dependency as a failed
+  one; a job that started between the look and the CancelJob (which ignores started jobs) is
+  terminated in a second pass.
+- Outputs: a job publishes its output to the results table (`workflow_manager.batch_output`); the
+  report shows each job's output and input and the workflow's output (the final jobs' outputs).
+
+Limits designed around: MAX_SUBMIT_JOBS_PER_SECOND (a token bucket shared by every workflow this
+executor starts), MAX_SUBMIT_JOB_PAYLOAD_BYTES (the workflow input travels in a job's environment),
+Batch job names (`batch_job_name`), and the plan's limits (20 dependencies, 1-10 attempts, timeouts
+of at least 60 s).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from executor import batch_plan, sfn_naming
+from executor.interface import ExecutionReport
+from workflow_manager import batch_output
+from workflow_manager.batch_output import BatchResultsTable
+from workflow_manager.errors import (
+    BackendError,
+    BackendUnavailable,
+    InvalidInput,
+    NotFound,
+    WorkflowManagerError,
+)
+from workflow_manager.models import (
+    Job,
+    JobAttempt,
+    JobStatus,
+    StateResource,
+    StateResourceType,
+    Workflow,
+    WorkflowStatus,
+)
+
+log = logging.getLogger(__name__)
+
+# "Maximum number of transactions per second (TPS) for each account for SubmitJob operations: 50"
+# (AWS Batch service quotas).
+MAX_SUBMIT_JOBS_PER_SECOND = 50
+# "Maximum job payload size (for SubmitJob API operations): 30 KiB" (AWS Batch service quotas). The
+# workflow input goes into the first jobs' environment (`_BATCH_START`); this much of the payload is
+# left for it, the rest for names, ids and the other variables.
+MAX_SUBMIT_JOB_PAYLOAD_BYTES = 30 * 1024
+MAX_START_INPUT_BYTES = 24 * 1024
+# DescribeJobs: "jobs: A list of up to 100 job IDs" (AWS Batch API Reference).
+DESCRIBE_JOBS_MAX_IDS = 100
+
+DEFAULT_QUEUE_NAME = "default"
+# The prefix cancel() gives a job's reason, and by which the status mapping knows a user's cancel.
+ABORTED_BY_USER_PREFIX = "ABORTED_BY_USER"
+SUBMISSION_FAILED_PREFIX = "SUBMISSION_FAILED"
+
+# Batch job status -> job status (the reference's taskStatus, notes 4.5). FAILED depends on why: see
+# job_status_from_batch.
+BATCH_STATUS_TO_JOB_STATUS: dict[str, JobStatus] = {
+    "SUBMITTED": JobStatus.CREATED,
+    "PENDING": JobStatus.WAITING_FOR_DEPS,
+    "RUNNABLE": JobStatus.QUEUED,
+    "STARTING": JobStatus.QUEUED,
+    "RUNNING": JobStatus.RUNNING,
+    "SUCCEEDED": JobStatus.SUCCEEDED,
+}
+NOT_STARTED_BATCH_STATUSES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE"})
+STARTED_BATCH_STATUSES = frozenset({"STARTING", "RUNNING"})
+DONE_BATCH_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
+
+_UNAVAILABLE_CODES = {
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalFailure",
+    "RequestLimitExceeded",
+}
+
+
+def translate_aws_error(
+    err: Exception, action: str, client_fault_is_input: bool = False
+) -> WorkflowManagerError:
+    """A botocore error as the domain's error. Batch answers every request mistake (unknown queue or
+    job definition, bad name) with ClientException: the caller's fault when the request was built
+    from the caller's definition (`client_fault_is_input`), a backend fault otherwise."""
+    if isinstance(err, ClientError):
+        code = err.response.get("Error", {}).get("Code", "")
+        message = err.response.get("Error", {}).get("Message", "") or str(err)
+        if code in _UNAVAILABLE_CODES:
+            return BackendUnavailable(f"{action}: AWS Batch is unavailable: {message}")
+        if code == "ClientException" and client_fault_is_input:
+            return InvalidInput(f"{action}: {message}")
+        return BackendError(f"{action}: {code}: {message}")
+    return BackendUnavailable(f"{action}: cannot reach AWS Batch: {err}")
+
+
+# Status mapping
+
+
+def _epoch_ms(value: Any) -> datetime | None:
+    # moto reports a job that never started with startedAt = 0 (1970); AWS omits it.
+    if not isinstance(value, int | float) or value <= 0:
+        return None
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+def job_status_from_batch(batch_job: Mapping[str, Any]) -> JobStatus:
+    """The job status of a DescribeJobs job (the reference's taskStatus, fixed): FAILED is
+    aborted_by_user when the reason starts with ABORTED_BY_USER (any case, started or not),
+    aborted_deps_failed when the job never started (a dependency failed), failed otherwise.
+    An unknown status reads as created."""
+    status = batch_job.get("status")
+    if status == "FAILED":
+        reason = batch_job.get("statusReason") or ""
+        if reason.upper().startswith(ABORTED_BY_USER_PREFIX):
+            return JobStatus.ABORTED_BY_USER
+        if _epoch_ms(batch_job.get("startedAt")) is None:
+            return JobStatus.ABORTED_DEPS_FAILED
+        return JobStatus.FAILED
+    if status not in BATCH_STATUS_TO_JOB_STATUS:
+        log.warning("unknown Batch job status %r of job %s", status, batch_job.get("jobId"))
+        return JobStatus.CREATED
+    return BATCH_STATUS_TO_JOB_STATUS[status]
+
+
+def workflow_status_from_jobs(statuses: Sequence[JobStatus]) -> WorkflowStatus:
+    """The reference's UpdateWorkflowStatus rules (notes 4.7): any aborted_by_user -> cancelled;
+    else any failed or aborted_deps_failed -> failed; else any running -> running; else all
+    succeeded -> succeeded; else queued (which the domain reads as "unchanged" once running)."""
+    if any(s == JobStatus.ABORTED_BY_USER for s in statuses):
+        return WorkflowStatus.CANCELLED
+    if any(s in (JobStatus.FAILED, JobStatus.ABORTED_DEPS_FAILED) for s in statuses):
+        return WorkflowStatus.FAILED
+    if any(s == JobStatus.RUNNING for s in statuses):
+        return WorkflowStatus.RUNNING
+    if statuses and all(s == JobStatus.SUCCEEDED for s in statuses):
+        return WorkflowStatus.SUCCEEDED
+    return WorkflowStatus.QUEUED
+
+
+def _attempts(batch_job: Mapping[str, Any]) -> list[JobAttempt]:
+    attempts = []
+    for attempt in batch_job.get("attempts") or []:
+        container = attempt.get("container") or {}
+        attempts.append(
+            JobAttempt(
+                started_at=_epoch_ms(attempt.get("startedAt")),
+                stopped_at=_epoch_ms(attempt.get("stoppedAt")),
+                container_instance_arn=container.get("containerInstanceArn") or "",
+                task_arn=container.get("taskArn") or "",
+                reason=container.get("reason") or attempt.get("statusReason") or "",
+                exit_code=container.get("exitCode"),
+            )
+        )
+    return attempts
+
+
+# Names and queues
+
+
+def job_name(namespace: str, state_name: str) -> str:
+    """The reference's `{namespace}--{name}` (notes 4.4), named after the state (unique within a
+    workflow, so two states running the same job definition are told apart), within Batch's rules:
+    at most 128 letters, digits, hyphens and underscores, starting with a letter or digit."""
+    return sfn_naming.batch_job_name(f"{namespace}{sfn_naming.NAME_SEPARATOR}{state_name}")
+
+
+class SubmitRateLimiter:
+    """A blocking token bucket: at most `rate_per_second` SubmitJob calls per second on average, in
+    bursts of up to `burst`. Thread-safe; shared by every start of one executor."""
+
+    def __init__(
+        self,
+        rate_per_second: float = MAX_SUBMIT_JOBS_PER_SECOND,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._rate = rate_per_second
+        self._capacity = burst if burst is not None else rate_per_second
+        self._tokens = self._capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+                self._stamp = now
+                # The epsilon absorbs float rounding: a sleep of exactly the computed wait must do.
+                if self._tokens >= 1 - 1e-9:
+                    self._tokens = max(0.0, self._tokens - 1)
+                    return
+                wait = (1 - self._tokens) / self._rate
+            self._sleep(wait)
+
+
+class BatchExecutor:
+    def __init__(
+        self,
+        batch_client: Any,
+        results: BatchResultsTable,
+        *,
+        default_queue: str,
+        custom_queues: Mapping[str, str] | None = None,
+        lookup_state_resource: Callable[[str, str], StateResource | None] | None = None,
+        submit_limiter: SubmitRateLimiter | None = None,
+    ):
+        """`default_queue` is the job queue (name or ARN) of the workflow queue `default` (the
+        reference's DEFAULT_BATCH_QUEUE); `custom_queues` maps other workflow queues to job queues
+        (its CUSTOM_BATCH_QUEUES)."""
+        self._batch = batch_client
+        self._results = results
+        self._default_queue = default_queue
+        self._custom_queues = dict(custom_queues or {})
+        self._lookup_state_resource = lookup_state_resource or (lambda _namespace, _name: None)
+        self._limiter = submit_limiter or SubmitRateLimiter()
+
+    # Building the submissions
+
+    def job_queue(self, queue: str) -> str:
+        """The Batch job queue of a workflow's `queue` (notes 4.4 step 7)."""
+        if queue == DEFAULT_QUEUE_NAME:
+            return self._default_queue
+        job_queue = self._custom_queues.get(queue)
+        if not job_queue:
+            raise InvalidInput(f"error getting job queue: {queue}")
+        return job_queue
+
+    def _state_resource(self, namespace: str, state_name: str, state: dict[str, Any]) -> StateResource:
+        """The job definition of a Task state: the URI of the state resource `(namespace, Resource)`
+        when one exists, else `Resource` itself (a `batch:` prefix, as in Step Functions
+        definitions, is dropped)."""
+        resource = state.get("Resource")
+        if not isinstance(resource, str) or not resource:
+            raise InvalidInput(f"Task state '{state_name}' has no Resource")
+        found = self._lookup_state_resource(namespace, resource)
+        if found is not None and found.uri:
+            return found
+        return StateResource(
+            name=resource,
+            namespace=namespace,
+            uri=resource.removeprefix(sfn_naming.BATCH_PREFIX),
+            type=StateResourceType.JOB_DEFINITION_ARN,
+        )
+
+    def _submissions(self, workflow: Workflow) -> list[tuple[batch_plan.PlannedJob, StateResource, dict]]:
+        plan = batch_plan.plan_jobs(workflow.workflow_definition.state_machine)
+        if not plan:
+            raise InvalidInput("a batch workflow needs at least one Task state reachable from StartAt")
+        queue = self.job_queue(workflow.queue)
+        start_input = workflow.input or "{}"
+        if len(start_input.encode()) > MAX_START_INPUT_BYTES:
+            raise InvalidInput(
+                f"input is {len(start_input.encode())} bytes; a batch workflow's input travels in its "
+                f"first jobs' environment and may be at most {MAX_START_INPUT_BYTES} bytes"
+            )
+        submissions = []
+        for planned in plan:
+            resource = self._state_resource(workflow.namespace, planned.state_name, planned.state)
+            request: dict[str, Any] = {
+                "jobName": job_name(workflow.namespace, planned.state_name),
+                "jobDefinition": resource.uri,
+                "jobQueue": queue,
+            }
+            attempts = batch_plan.job_attempts(planned.state_name, planned.state)
+            if attempts is not None:
+                request["retryStrategy"] = {"attempts": attempts}
+            timeout = batch_plan.job_timeout_seconds(planned.state_name, planned.state)
+            if timeout is not None:
+                request["timeout"] = {"attemptDurationSeconds": timeout}
+            submissions.append((planned, resource, request))
+        return submissions
+
+    def _environment(self, workflow: Workflow, state_name: str, dependency_ids: list[str]) -> list[dict]:
+        environment = {
+            batch_output.ENV_DEPENDENCIES: ",".join(dependency_ids),
+            batch_output.ENV_WORKFLOW_ID: workflow.id,
+            batch_output.ENV_WORKFLOW_STATE: state_name,
+            batch_output.ENV_RESULTS_TABLE: self._results.table_name,
+        }
+        if not dependency_ids:
+            environment[batch_output.ENV_START] = workflow.input or "{}"
+        return [{"name": name, "value": value} for name, value in environment.items()]
+
+    # Executor port
+
+    def validate_definition(self, state_machine: dict[str, Any]) -> None:
+        """What Batch cannot run is a 400 when the definition is saved: Choice, Map and Wait states,
+        Catch, more than 20 dependencies for a job, an attempt timeout under Batch's minimum."""
+        batch_plan.validate_batch_definition(state_machine)
+
+    def start(self, workflow: Workflow) -> None:
+        submissions = self._submissions(workflow)
+        job_ids: dict[str, str] = {}
+        submitted: list[Job] = []
+        for planned, resource, request in submissions:
+            dependency_ids = [job_ids[state] for state in planned.depends_on]
+            request = {
+                **request,
+                "dependsOn": [{"jobId": job_id} for job_id in dependency_ids],
+                "containerOverrides": {
+                    "environment": self._environment(workflow, planned.state_name, dependency_ids)
+                },
+            }
+            self._limiter.acquire()
+            try:
+                response = self._batch.submit_job(**request)
+            except (ClientError, BotoCoreError) as err:
+                translated = translate_aws_error(
+                    err, f"SubmitJob for state '{planned.state_name}'", client_fault_is_input=True
+                )
+                self._abandon(workflow, submitted, translated.message)
+                raise type(translated)(
+                    f"{translated.message} ({len(submitted)} of {len(submissions)} jobs had been "
+                    "submitted and were terminated)"
+                ) from err
+            job_ids[planned.state_name] = response["jobId"]
+            submitted.append(
+                Job(
+                    id=response["jobId"],
+                    state=planned.state_name,
+                    name=request["jobName"],
+                    status=JobStatus.CREATED,
+                    state_resource=resource,
+                )
+            )
+        workflow.jobs = submitted
+
+    def _abandon(self, workflow: Workflow, submitted: list[Job], reason: str) -> None:
+        """Compensate a start that failed part-way: terminate what was submitted (TerminateJob
+        cancels a job that has not started and stops one that has), dependents first."""
+        for job in reversed(submitted):
+            try:
+                self._batch.terminate_job(jobId=job.id, reason=f"{SUBMISSION_FAILED_PREFIX}: {reason}"[:1024])
+            except (ClientError, BotoCoreError):
+                log.exception("could not terminate job %s of workflow %s", job.id, workflow.id)
+        workflow.jobs = submitted
+
+    def _describe(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        described: dict[str, dict[str, Any]] = {}
+        try:
+            for start in range(0, len(job_ids), DESCRIBE_JOBS_MAX_IDS):
+                page = self._batch.describe_jobs(jobs=list(job_ids[start : start + DESCRIBE_JOBS_MAX_IDS]))
+                for batch_job in page.get("jobs", []):
+                    described[batch_job["jobId"]] = batch_job
+        except (ClientError, BotoCoreError) as err:
+            raise translate_aws_error(err, "DescribeJobs") from err
+        return described
+
+    def report(self, workflow: Workflow, include_jobs: bool = True) -> ExecutionReport:
+        if not workflow.jobs:
+            return ExecutionReport(found=False)
+        described = self._describe([job.id for job in workflow.jobs])
+        if not described:
+            return ExecutionReport(found=False)
+        jobs = [self._job_from_batch(job, described.get(job.id)) for job in workflow.jobs]
+        by_state = {job.state: job for job in jobs}
+        plan = self._plan_of(workflow)
+        self._fill_outputs(jobs, workflow.jobs)
+        self._fill_inputs(workflow, plan, by_state)
+
+        status = workflow_status_from_jobs([job.status for job in jobs])
+        report = ExecutionReport(found=True, status=status, jobs=jobs if include_jobs else None)
+        if status in (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
+            stops = [job.stopped_at for job in jobs if job.stopped_at is not None]
+            report.stopped_at = max(stops) if stops else None
+        if status == WorkflowStatus.SUCCEEDED:
+            finals = [by_state[s] for s in batch_plan.final_jobs(plan) if s in by_state] or jobs[-1:]
+            report.output = batch_output.dependents_input("", [job.output or None for job in finals])
+        elif status == WorkflowStatus.FAILED:
+            failed = next((j for j in jobs if j.status == JobStatus.FAILED), None) or next(
+                j for j in jobs if j.status == JobStatus.ABORTED_DEPS_FAILED
+            )
+            report.last_job = failed
+            report.status_reason = _failure_reason(failed)
+        return report
+
+    def _plan_of(self, workflow: Workflow) -> list[batch_plan.PlannedJob]:
+        try:
+            return batch_plan.plan_jobs(workflow.workflow_definition.state_machine)
+        except InvalidInput:
+            return []
+
+    def _job_from_batch(self, recorded: Job, batch_job: dict[str, Any] | None) -> Job:
+        if batch_job is None:  # not (yet, or any more) known to Batch: keep what was recorded
+            return recorded
+        container = batch_job.get("container") or {}
+        return Job(
+            id=recorded.id,
+            state=recorded.state,
+            name=batch_job.get("jobName") or recorded.name,
+            status=job_status_from_batch(batch_job),
+            input=recorded.input,
+            output=recorded.output,
+            status_reason=batch_job.get("statusReason") or "",
+            container=container.get("taskArn") or "",
+            queue=batch_job.get("jobQueue") or "",
+            created_at=_epoch_ms(batch_job.get("createdAt")),
+            started_at=_epoch_ms(batch_job.get("startedAt")),
+            stopped_at=_epoch_ms(batch_job.get("stoppedAt")),
+            attempts=_attempts(batch_job),
+            state_resource=recorded.state_resource,
+        )
+
+    def _fill_outputs(self, jobs: list[Job], recorded: list[Job]) -> None:
+        """Outputs of succeeded jobs, read from the results table once: a job's output is final
+        when it succeeded, so one already recorded is kept."""
+        already = {job.id: job.output for job in recorded if job.status == JobStatus.SUCCEEDED and job.output}
+        missing = [j.id for j in jobs if j.status == JobStatus.SUCCEEDED and j.id not in already]
+        published = self._results.outputs(missing) if missing else {}
+        for job in jobs:
+            if job.status == JobStatus.SUCCEEDED:
+                job.output = already.get(job.id) or published.get(job.id, "")
+
+    def _fill_inputs(self, workflow: Workflow, plan: list[batch_plan.PlannedJob], by_state: dict[str, Job]):
+        """Each job's input as `workflow-manager job-input` gave it, once it is known: the workflow
+        input for a first job, its dependencies' outputs once they all succeeded."""
+        for planned in plan:
+            job = by_state.get(planned.state_name)
+            if job is None or job.input:
+                continue
+            dependencies = [by_state.get(state) for state in planned.depends_on]
+            if not dependencies:
+                job.input = workflow.input or "{}"
+            elif all(dep is not None and dep.status == JobStatus.SUCCEEDED for dep in dependencies):
+                job.input = batch_output.dependents_input("", [dep.output or None for dep in dependencies])
+
+    def cancel(self, workflow: Workflow, reason: str) -> None:
+        if not workflow.jobs:
+            raise NotFound(f"no Batch jobs for workflow {workflow.id}")
+        batch_reason = f"{ABORTED_BY_USER_PREFIX}: {reason}"
+        ids = [job.id for job in workflow.jobs]
+        errors: list[str] = []
+        cancelled: list[str] = []
+        described = self._describe(ids)
+        # Dependents first: a job waiting for a dependency that is cancelled before it would fail
+        # as aborted_deps_failed instead of aborted_by_user.
+        for job_id in reversed(ids):
+            status = (described.get(job_id) or {}).get("status")
+            if status in NOT_STARTED_BATCH_STATUSES:
+                if self._stop_job("cancel_job", job_id, batch_reason, errors):
+                    cancelled.append(job_id)
+            elif status in STARTED_BATCH_STATUSES:
+                self._stop_job("terminate_job", job_id, batch_reason, errors)
+        if cancelled:
+            # CancelJob leaves a job that started meanwhile running: terminate those.
+            for job_id, batch_job in self._describe(cancelled).items():
+                if batch_job.get("status") in STARTED_BATCH_STATUSES:
+                    self._stop_job("terminate_job", job_id, batch_reason, errors)
+        if errors:
+            raise BackendError(f"{len(errors)} of {len(ids)} jobs were not cancelled: {'; '.join(errors)}")
+
+    def _stop_job(self, operation: str, job_id: str, reason: str, errors: list[str]) -> bool:
+        try:
+            getattr(self._batch, operation)(jobId=job_id, reason=reason)
+            return True
+        except (ClientError, BotoCoreError) as err:
+            errors.append(f"{job_id}: {translate_aws_error(err, operation).message}")
+            return False
+
+    def check_health(self) -> None:
+        try:
+            self._batch.describe_job_queues(maxResults=1)
+        except (ClientError, BotoCoreError) as err:
+            raise BackendUnavailable(f"AWS Batch is unreachable: {err}") from err
+
+
+def _failure_reason(job: Job) -> str:
+    """Why a failed workflow failed: its failed job, with Batch's reason or the exit code."""
+    detail = job.status_reason
+    last = job.attempts[-1] if job.attempts else None
+    if last is not None:
+        parts = [last.reason] if last.reason and last.reason != detail else []
+        if last.exit_code is not None:
+            parts.append(f"exit code {last.exit_code}")
+        detail = "; ".join(p for p in (detail, *parts) if p)
+    what = "failed" if job.status == JobStatus.FAILED else "was not run: a dependency failed"
+    return f"job '{job.state}' {what}" + (f": {detail}" if detail else "")
