@@ -20,10 +20,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/workflow-manager serve
 
-# The API suite runs a second time with the DynamoDB store (on the embedded emulator).
+# The HTTP suites run a second time with the DynamoDB store (on the embedded emulator).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
-	WFM_STORE=dynamodb $(BIN)/python -m pytest -q tests/test_api.py tests/test_examples.py
+	WFM_STORE=dynamodb $(BIN)/python -m pytest -q tests/test_api.py tests/test_api_batch.py tests/test_examples.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -109,6 +109,7 @@ def app_config(**overrides):
         store=os.environ.get("WFM_STORE", "memory"),
         port=free_port(),
         workers_file=FIXTURES / "workers.yml",
+        batch_job_definitions_file=FIXTURES / "batch" / "job-definitions.yml",
         updater_tick_seconds=0.2,
         updater_min_interval_seconds=0.2,
         updater_max_interval_seconds=2.0,

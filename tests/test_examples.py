@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from executor.moto_batch import ensure_batch_environment, load_job_definitions
 from tests.conftest import DATA, Api, app_config, serve
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -28,8 +29,21 @@ def examples_api(served_app, tmp_path_factory):
         start_workers=True,
     )
     served = serve(config)
+    # What `make run` does in embedded mode for the Batch example: its job definitions.
+    clients = served.app.runtime.clients
+    ensure_batch_environment(
+        clients.client("batch"),
+        clients.client("iam"),
+        load_job_definitions(DATA / "batch-job-definitions.yml"),
+        queue_name=config.batch_default_queue,
+    )
     api = Api(f"http://127.0.0.1:{served.port}")
-    for example in ("hello-workflow", "bootstrap-infrastructure", "failing-workflow"):
+    for example in (
+        "hello-workflow",
+        "bootstrap-infrastructure",
+        "failing-workflow",
+        "build-pipeline",
+    ):
         body = json.loads((DATA / f"{example}.post.json").read_text())
         assert api.post("/workflow-definitions", body).status_code == 201
     yield api, demo_dir
@@ -172,3 +186,27 @@ def test_background_updater_records_progress_without_anyone_calling_get(examples
     workflow = wait_for(listed_status, 30, 0.2, "the updater to record success")
     assert [job["status"] for job in workflow["jobs"]] == ["succeeded"]
     assert "Hello, updater!" in workflow["jobs"][0]["output"]
+
+
+def test_build_pipeline_runs_on_batch_and_passes_artifacts_along(examples_api):
+    api, _ = examples_api
+    started = api.post(
+        "/workflows",
+        {
+            "workflowDefinition": {"name": "build-pipeline"},
+            "input": {"repository": "https://git.example.com/shop.git", "ref": "main"},
+        },
+    ).json()
+    finished = api.wait_for_status(started["id"], TERMINAL, timeout=90)
+    assert finished["status"] == "succeeded", [
+        (j["state"], j["status"], j.get("statusReason"), j.get("attempts")) for j in finished["jobs"]
+    ]
+    jobs = {job["state"]: job for job in finished["jobs"]}
+    assert sorted(jobs) == ["build-backend", "build-frontend", "checkout", "package", "publish"]
+    for build in ("build-frontend", "build-backend"):
+        assert jobs["checkout"]["stoppedAt"] <= jobs[build]["startedAt"]
+        assert jobs[build]["stoppedAt"] <= jobs["package"]["startedAt"]
+    commit = json.loads(jobs["checkout"]["output"])["commit"]
+    package = json.loads(jobs["package"]["output"])
+    assert package["contents"] == [f"backend-{commit}.tar.gz", f"frontend-{commit}.tar.gz"]
+    assert json.loads(finished["output"])["published"].endswith(commit)

@@ -29,11 +29,14 @@ from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from executor.batch import BatchExecutor
+from executor.moto_batch import ensure_batch_environment, load_job_definitions
 from executor.routing import ExecutorRouter
 from executor.sfn import StepFunctionsExecutor
 from store.interface import Store
 from store.memory import MemoryStore
 from workflow_manager.aws import AwsClients
+from workflow_manager.batch_output import BatchResultsTable, results_table_name
 from workflow_manager.config import EMULATOR_ACCOUNT_ID, PROJECT_ROOT, Config
 from workflow_manager.errors import NotFound, WorkflowManagerError
 from workflow_manager.handlers import Handlers
@@ -102,7 +105,10 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
         role_arn=config.sfn_role_arn,
         lookup_state_resource=lookup_state_resource,
     )
-    executor = ExecutorRouter({Manager.STEP_FUNCTIONS: sfn})
+    executors: dict[Manager, Any] = {Manager.STEP_FUNCTIONS: sfn}
+    if config.batch_enabled:
+        executors[Manager.BATCH] = _build_batch_executor(config, clients, lookup_state_resource)
+    executor = ExecutorRouter(executors)
     workflows = WorkflowService(store, executor, config.default_namespace)
 
     def check_health() -> None:
@@ -168,6 +174,40 @@ def build_dynamodb_store(config: Config, clients: AwsClients):
         endpoint_url=endpoint,
         credentials=credentials,
         retention=timedelta(days=config.workflow_retention_days),
+    )
+
+
+def _build_batch_executor(
+    config: Config,
+    clients: AwsClients,
+    lookup_state_resource: Callable[[str, str], StateResource | None],
+) -> BatchExecutor:
+    results = BatchResultsTable(
+        clients.client("dynamodb"),
+        config.batch_results_table or results_table_name(config.dynamodb_prefix),
+    )
+    batch_client = clients.client("batch")
+    if config.backend == "embedded":
+        # The emulator starts empty: give it the results table, a compute environment, the job
+        # queue and the job definitions the examples use.
+        results.ensure_table()
+        job_definitions = (
+            load_job_definitions(config.batch_job_definitions_file)
+            if config.batch_job_definitions_file is not None and config.batch_job_definitions_file.exists()
+            else {}
+        )
+        ensure_batch_environment(
+            batch_client,
+            clients.client("iam"),
+            job_definitions,
+            queue_name=config.batch_default_queue,
+        )
+    return BatchExecutor(
+        batch_client,
+        results,
+        default_queue=config.batch_default_queue,
+        custom_queues=config.batch_custom_queues,
+        lookup_state_resource=lookup_state_resource,
     )
 
 

@@ -1,5 +1,6 @@
 """The `workflow-manager` command: `serve` (the API through gunicorn), `worker` (an activity
-worker that runs a local command for each task), `init-tables` (the DynamoDB store's tables)."""
+worker that runs a local command for each task), `init-tables` (the DynamoDB store's tables),
+and, inside Batch jobs, `publish-output` and `job-input` (data passed between jobs)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,23 @@ def main(argv: list[str] | None = None) -> int:
     from workflow_manager.worker import add_worker_arguments
 
     add_worker_arguments(worker)
+    from workflow_manager.batch_output import (
+        add_job_input_arguments,
+        add_publish_output_arguments,
+        run_job_input,
+        run_publish_output,
+    )
+
+    add_publish_output_arguments(
+        commands.add_parser(
+            "publish-output", help="inside a Batch job: publish its JSON output for its dependents"
+        )
+    )
+    add_job_input_arguments(
+        commands.add_parser(
+            "job-input", help="inside a Batch job: print its input (its dependencies' outputs)"
+        )
+    )
     commands.add_parser(
         "init-tables", help="create the DynamoDB store's tables (idempotent; WFM_DYNAMODB_PREFIX)"
     )
@@ -86,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "init-tables":
         return _init_tables(args)
+    if args.command == "publish-output":
+        return run_publish_output(args)
+    if args.command == "job-input":
+        return run_job_input(args)
     return _worker(args)
 
 

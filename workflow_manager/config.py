@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,17 @@ class Config:
     workflow_retention_days: float = 30.0
     dynamodb_endpoint: str | None = None
     dynamodb_create_tables: bool | None = None
+    # The Batch executor (definitions with manager `batch`): on in embedded mode, elsewhere when a
+    # default job queue is configured. The workflow queue `default` runs on `batch_default_queue`,
+    # others through `batch_custom_queues` (workflow queue -> job queue name or ARN). Job outputs go
+    # to the results table. Embedded mode registers the job definitions of the file with the emulator.
+    batch_enabled: bool = True
+    batch_default_queue: str = "default"
+    batch_custom_queues: dict[str, str] = field(default_factory=dict)
+    batch_results_table: str | None = None
+    batch_job_definitions_file: Path | None = field(
+        default_factory=lambda: PROJECT_ROOT / "data" / "batch-job-definitions.yml"
+    )
 
     @classmethod
     def from_env(cls) -> Config:
@@ -76,6 +88,19 @@ class Config:
             dynamodb_endpoint=env.get("WFM_DYNAMODB_ENDPOINT") or None,
             dynamodb_create_tables=_env_bool("WFM_DYNAMODB_CREATE_TABLES", backend == "embedded"),
         )
+        config.batch_enabled = _env_bool(
+            "WFM_BATCH", backend == "embedded" or bool(env.get("WFM_BATCH_DEFAULT_QUEUE"))
+        )
+        config.batch_default_queue = env.get("WFM_BATCH_DEFAULT_QUEUE") or "default"
+        if env.get("WFM_BATCH_CUSTOM_QUEUES"):
+            queues = json.loads(env["WFM_BATCH_CUSTOM_QUEUES"])
+            if not isinstance(queues, dict) or not all(isinstance(v, str) for v in queues.values()):
+                raise ValueError("WFM_BATCH_CUSTOM_QUEUES must be a JSON object of strings")
+            config.batch_custom_queues = queues
+        config.batch_results_table = env.get("WFM_BATCH_RESULTS_TABLE") or None
+        if "WFM_BATCH_JOB_DEFINITIONS_FILE" in env:
+            path = env["WFM_BATCH_JOB_DEFINITIONS_FILE"]
+            config.batch_job_definitions_file = Path(path) if path else None
         if env.get("WFM_SFN_ROLE_ARN"):
             config.sfn_role_arn = env["WFM_SFN_ROLE_ARN"]
         if workers_file is not None:

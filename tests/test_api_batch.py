@@ -1,0 +1,147 @@
+"""Batch workflows over HTTP on the embedded default: definitions with `manager: batch` run as AWS
+Batch jobs (the emulator's runner really runs each job's command), with dependencies, data passed
+between jobs, failure, cancel and resume."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import load_fixture, wait_for
+from tests.test_api import TERMINAL, assert_error, unique
+
+
+def post_batch_definition(api, state_machine: dict, name: str | None = None) -> str:
+    name = name or unique("batch")
+    body = {"name": name, "manager": "batch", "stateMachine": state_machine}
+    response = api.post("/workflow-definitions", body)
+    assert response.status_code == 201, response.text
+    assert response.json()["manager"] == "batch"
+    return name
+
+
+def chain(*steps: tuple[str, str]) -> dict:
+    """A state machine of Task states run one after the other: (state name, job definition)."""
+    states = {}
+    for index, (state, resource) in enumerate(steps):
+        states[state] = {"Type": "Task", "Resource": resource}
+        if index + 1 < len(steps):
+            states[state]["Next"] = steps[index + 1][0]
+        else:
+            states[state]["End"] = True
+    return {"StartAt": steps[0][0], "States": states}
+
+
+def start(api, name: str, input_value) -> dict:
+    response = api.post("/workflows", {"workflowDefinition": {"name": name}, "input": input_value})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def by_state(workflow: dict) -> dict[str, dict]:
+    return {job["state"]: job for job in workflow["jobs"]}
+
+
+def test_batch_definition_with_a_choice_is_400(api):
+    body = load_fixture("api", "parallel-map-choice.json")
+    body["name"] = unique("batch-choice")
+    body["manager"] = "batch"
+    response = api.post("/workflow-definitions", body)
+    assert_error(response, 400)
+    assert "each-item" in response.json()["message"] or "decide" in response.json()["message"]
+    assert api.get(f"/workflow-definitions/{body['name']}").status_code == 404
+
+
+def test_batch_workflow_runs_jobs_in_dependency_order_and_passes_outputs(api):
+    name = post_batch_definition(api, load_fixture("batch", "pipeline.json"))
+    started = start(api, name, {"repository": "shop"})
+    assert started["status"] == "queued"
+    assert sorted(j["state"] for j in started["jobs"]) == [
+        "build-a",
+        "build-b",
+        "checkout",
+        "package",
+        "publish",
+    ]
+    finished = api.wait_for_status(started["id"], TERMINAL, timeout=60)
+    assert finished["status"] == "succeeded", finished
+    jobs = by_state(finished)
+    assert all(job["status"] == "succeeded" for job in jobs.values())
+    assert jobs["checkout"]["stoppedAt"] <= jobs["build-a"]["startedAt"]
+    assert jobs["checkout"]["stoppedAt"] <= jobs["build-b"]["startedAt"]
+    assert max(jobs["build-a"]["stoppedAt"], jobs["build-b"]["stoppedAt"]) <= jobs["package"]["startedAt"]
+    assert jobs["package"]["stoppedAt"] <= jobs["publish"]["startedAt"]
+
+    checkout = json.loads(jobs["checkout"]["output"])
+    assert checkout == {"state": "checkout", "input": {"repository": "shop"}}
+    package_input = json.loads(jobs["package"]["output"])["input"]
+    assert sorted(build["state"] for build in package_input) == ["build-a", "build-b"]
+    assert all(build["input"] == checkout for build in package_input)
+    assert json.loads(finished["output"])["state"] == "publish"
+
+
+def test_failing_batch_job_fails_the_workflow_and_aborts_its_dependents(api):
+    name = post_batch_definition(
+        api, chain(("first", "wfm-test-step"), ("broken", "wfm-test-fail"), ("after", "wfm-test-step"))
+    )
+    started = start(api, name, {})
+    finished = api.wait_for_status(started["id"], TERMINAL, timeout=60)
+    assert finished["status"] == "failed"
+    jobs = by_state(finished)
+    assert jobs["first"]["status"] == "succeeded"
+    assert jobs["broken"]["status"] == "failed"
+    assert jobs["broken"]["attempts"][-1]["exitCode"] == 3
+    assert jobs["after"]["status"] == "aborted_deps_failed"
+    assert finished["lastJob"]["state"] == "broken"
+
+
+def test_cancel_of_a_running_batch_workflow(api):
+    name = post_batch_definition(
+        api, chain(("first", "wfm-test-step"), ("long", "wfm-test-sleep"), ("after", "wfm-test-step"))
+    )
+    started = start(api, name, {})
+
+    def long_job_running():
+        workflow = api.get(f"/workflows/{started['id']}").json()
+        return by_state(workflow)["long"]["status"] == "running"
+
+    wait_for(long_job_running, 60, 0.2, "the long job to run")
+    response = api.delete(f"/workflows/{started['id']}", {"reason": "stop the build"})
+    assert response.status_code == 200, response.text
+    workflow = api.get(f"/workflows/{started['id']}").json()
+    assert workflow["status"] == "cancelled"
+    assert workflow["statusReason"] == "stop the build"
+
+    def jobs_aborted():
+        jobs = by_state(api.get(f"/workflows/{started['id']}?fetchHistory=true").json())
+        return jobs if jobs["long"]["status"] == jobs["after"]["status"] == "aborted_by_user" else None
+
+    jobs = wait_for(jobs_aborted, 30, 0.2, "the cancelled jobs to be aborted_by_user")
+    assert jobs["first"]["status"] == "succeeded"
+
+
+def test_resume_of_a_failed_batch_workflow_from_the_failed_state(api, tmp_path):
+    name = post_batch_definition(
+        api,
+        chain(
+            ("prepare", "wfm-test-step"),
+            ("check", "wfm-test-needs-file"),
+            ("finish", "wfm-test-step"),
+        ),
+    )
+    marker = tmp_path / "fixed.txt"
+    started = start(api, name, {"path": str(marker)})
+    failed = api.wait_for_status(started["id"], TERMINAL, timeout=60)
+    assert failed["status"] == "failed"
+    assert by_state(failed)["finish"]["status"] == "aborted_deps_failed"
+
+    marker.write_text("fixed")
+    response = api.post(f"/workflows/{started['id']}", {"StartAt": "check"})
+    assert response.status_code == 200, response.text
+    retry = response.json()
+    assert retry["retryFor"] == started["id"]
+    assert sorted(j["state"] for j in retry["jobs"]) == ["check", "finish"]
+    finished = api.wait_for_status(retry["id"], TERMINAL, timeout=60)
+    assert finished["status"] == "succeeded", finished
+    jobs = by_state(finished)
+    assert json.loads(jobs["check"]["output"]) == {"content": "fixed"}
+    assert api.get(f"/workflows/{started['id']}").json()["retries"] == [retry["id"]]
