@@ -145,3 +145,27 @@ def test_resume_of_a_failed_batch_workflow_from_the_failed_state(api, tmp_path):
     jobs = by_state(finished)
     assert json.loads(jobs["check"]["output"]) == {"content": "fixed"}
     assert api.get(f"/workflows/{started['id']}").json()["retries"] == [retry["id"]]
+
+
+def test_a_start_that_fails_part_way_is_recorded_failed_with_its_jobs_terminated(api):
+    state_machine = load_fixture("batch", "pipeline.json")
+    state_machine["States"]["package"]["Resource"] = "wfm-test-no-such-definition"
+    name = post_batch_definition(api, state_machine)
+    response = api.post("/workflows", {"workflowDefinition": {"name": name}, "input": {}})
+    assert_error(response, 400)
+    message = response.json()["message"]
+    assert "SubmitJob for state 'package'" in message
+    assert message.endswith("(3 of 5 jobs had been submitted and were terminated)")
+
+    [recorded] = api.get(f"/workflows?workflowDefinitionName={name}").json()
+    assert message.startswith(f"workflow {recorded['id']} failed to start: ")
+    assert recorded["status"] == "failed"
+    assert recorded["statusReason"] in message
+    assert sorted(j["state"] for j in recorded["jobs"]) == ["build-a", "build-b", "checkout"]
+
+    def terminated():
+        workflow = api.get(f"/workflows/{recorded['id']}?fetchHistory=true").json()
+        statuses = {j["status"] for j in workflow["jobs"]}
+        return workflow if statuses <= {"failed", "aborted_deps_failed", "aborted_by_user"} else None
+
+    wait_for(terminated, 30, 0.2, "the submitted jobs to be terminated")
