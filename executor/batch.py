@@ -40,7 +40,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from executor import batch_plan, sfn_naming
+from executor import aws_errors, batch_plan, sfn_naming
 from executor.interface import ExecutionReport
 from workflow_manager import batch_output
 from workflow_manager.batch_output import BatchResultsTable
@@ -93,16 +93,6 @@ NOT_STARTED_BATCH_STATUSES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE"})
 STARTED_BATCH_STATUSES = frozenset({"STARTING", "RUNNING"})
 DONE_BATCH_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
 
-_UNAVAILABLE_CODES = {
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "InternalFailure",
-    "RequestLimitExceeded",
-}
-
 
 def translate_aws_error(
     err: Exception, action: str, client_fault_is_input: bool = False
@@ -110,15 +100,8 @@ def translate_aws_error(
     """A botocore error as the domain's error. Batch answers every request mistake (unknown queue or
     job definition, bad name) with ClientException: the caller's fault when the request was built
     from the caller's definition (`client_fault_is_input`), a backend fault otherwise."""
-    if isinstance(err, ClientError):
-        code = err.response.get("Error", {}).get("Code", "")
-        message = err.response.get("Error", {}).get("Message", "") or str(err)
-        if code in _UNAVAILABLE_CODES:
-            return BackendUnavailable(f"{action}: AWS Batch is unavailable: {message}")
-        if code == "ClientException" and client_fault_is_input:
-            return InvalidInput(f"{action}: {message}")
-        return BackendError(f"{action}: {code}: {message}")
-    return BackendUnavailable(f"{action}: cannot reach AWS Batch: {err}")
+    input_codes = ("ClientException",) if client_fault_is_input else ()
+    return aws_errors.translate_aws_error(err, action, "AWS Batch", input_codes)
 
 
 # Status mapping

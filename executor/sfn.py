@@ -20,14 +20,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from executor import sfn_history, sfn_naming
+from executor import aws_errors, sfn_history, sfn_naming
 from executor.interface import ExecutionReport
 from workflow_manager import inputs
 from workflow_manager.errors import (
-    BackendError,
     BackendUnavailable,
     Conflict,
-    InvalidInput,
     NotFound,
     WorkflowManagerError,
 )
@@ -47,34 +45,12 @@ EXECUTION_STATUS_TO_WORKFLOW_STATUS = {
 }
 STATUS_REASON_WORKFLOW_TIMED_OUT = "Workflow timed out"
 
-_UNAVAILABLE_CODES = {
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "InternalFailure",
-    "RequestLimitExceeded",
-}
-_INPUT_CODES = {"InvalidExecutionInput", "InvalidName", "InvalidDefinition"}
+# Errors of StartExecution and CreateStateMachine that a caller's input caused.
+_INPUT_CODES = frozenset({"InvalidExecutionInput", "InvalidName", "InvalidDefinition"})
 
 
 def translate_aws_error(err: Exception, action: str) -> WorkflowManagerError:
-    """A botocore error as the domain's error: the caller's fault (400), the backend's
-    unavailability (503), or a backend fault (500)."""
-    if isinstance(err, ClientError):
-        code = err.response.get("Error", {}).get("Code", "")
-        message = err.response.get("Error", {}).get("Message", "") or str(err)
-        if code in _UNAVAILABLE_CODES:
-            return BackendUnavailable(f"{action}: Step Functions is unavailable: {message}")
-        if code in _INPUT_CODES:
-            return InvalidInput(f"{action}: {message}")
-        return BackendError(f"{action}: {code}: {message}")
-    return BackendUnavailable(f"{action}: cannot reach Step Functions: {err}")
-
-
-def _error_code(err: ClientError) -> str:
-    return err.response.get("Error", {}).get("Code", "")
+    return aws_errors.translate_aws_error(err, action, "Step Functions", _INPUT_CODES)
 
 
 class StepFunctionsExecutor:
@@ -126,7 +102,7 @@ class StepFunctionsExecutor:
         try:
             self._sfn.describe_state_machine(stateMachineArn=arn)
         except ClientError as err:
-            if _error_code(err) != "StateMachineDoesNotExist":
+            if aws_errors.error_code(err) != "StateMachineDoesNotExist":
                 raise translate_aws_error(err, "DescribeStateMachine") from err
             self._create_state_machine(workflow, name)
         except BotoCoreError as err:
@@ -162,7 +138,7 @@ class StepFunctionsExecutor:
             )
         except ClientError as err:
             # Another replica (or request) created it first: it is the same immutable version.
-            if _error_code(err) == "StateMachineAlreadyExists":
+            if aws_errors.error_code(err) == "StateMachineAlreadyExists":
                 return
             raise translate_aws_error(err, "CreateStateMachine") from err
         except BotoCoreError as err:
@@ -173,7 +149,7 @@ class StepFunctionsExecutor:
         try:
             self._sfn.create_activity(name=name)
         except ClientError as err:
-            if _error_code(err) != "ActivityAlreadyExists":
+            if aws_errors.error_code(err) != "ActivityAlreadyExists":
                 raise
 
     # Executor port
@@ -191,7 +167,7 @@ class StepFunctionsExecutor:
                 input=inputs.execution_input(workflow.input, workflow.id),
             )
         except ClientError as err:
-            if _error_code(err) == "ExecutionAlreadyExists":
+            if aws_errors.error_code(err) == "ExecutionAlreadyExists":
                 raise Conflict(f"an execution named {workflow.id} already exists") from err
             raise translate_aws_error(err, "StartExecution") from err
         except BotoCoreError as err:
@@ -201,7 +177,7 @@ class StepFunctionsExecutor:
         try:
             self._sfn.stop_execution(executionArn=self.execution_arn(workflow), cause=reason)
         except ClientError as err:
-            if _error_code(err) == "ExecutionDoesNotExist":
+            if aws_errors.error_code(err) == "ExecutionDoesNotExist":
                 raise NotFound(f"no execution for workflow {workflow.id}") from err
             raise translate_aws_error(err, "StopExecution") from err
         except BotoCoreError as err:
@@ -212,7 +188,7 @@ class StepFunctionsExecutor:
         try:
             execution = self._sfn.describe_execution(executionArn=arn)
         except ClientError as err:
-            if _error_code(err) == "ExecutionDoesNotExist":
+            if aws_errors.error_code(err) == "ExecutionDoesNotExist":
                 return ExecutionReport(found=False)
             raise translate_aws_error(err, "DescribeExecution") from err
         except BotoCoreError as err:
@@ -246,7 +222,7 @@ class StepFunctionsExecutor:
                     return events
                 kwargs["nextToken"] = page["nextToken"]
         except ClientError as err:
-            if _error_code(err) == "ExecutionDoesNotExist":
+            if aws_errors.error_code(err) == "ExecutionDoesNotExist":
                 return events
             raise translate_aws_error(err, "GetExecutionHistory") from err
         except BotoCoreError as err:

@@ -27,7 +27,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = ""):
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = ""):
     """Poll `check` until it returns a truthy value, or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last = None

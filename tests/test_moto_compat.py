@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -20,6 +20,7 @@ from moto.core.config import default_user_config
 from moto.stepfunctions.parser.asl.eval.callback.callback import ActivityTaskStartEndpoint
 
 from executor import moto_compat
+from tests.conftest import wait_for
 from workflow_manager.emulator import EmbeddedEmulator, emulator_client_kwargs, start_embedded_emulator
 
 # Short polls keep an empty GetActivityTask (and so each test) at about a second.
@@ -46,23 +47,12 @@ def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _wait_for(probe: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
 def _finished(sfn: Any, execution_arn: str, timeout: float = 5.0) -> dict:
     def probe() -> dict | None:
         described = sfn.describe_execution(executionArn=execution_arn)
         return described if described["status"] in TERMINAL else None
 
-    return _wait_for(probe, f"{execution_arn} to finish", timeout)
+    return wait_for(probe, what=f"{execution_arn} to finish", timeout=timeout)
 
 
 def _history(sfn: Any, execution_arn: str) -> list[dict]:
@@ -302,7 +292,7 @@ def test_activity_without_worker_times_out(sfn: Any, activity_arn: str) -> None:
 def test_stop_execution_aborts_execution_waiting_on_activity(sfn: Any, activity_arn: str) -> None:
     timeout_seconds = 2
     execution_arn = _start(sfn, _activity_machine(sfn, activity_arn, TimeoutSeconds=timeout_seconds))
-    _wait_for(lambda: "ActivityScheduled" in _event_types(sfn, execution_arn), "the activity task")
+    wait_for(lambda: "ActivityScheduled" in _event_types(sfn, execution_arn), what="the activity task")
     started = time.monotonic()
 
     sfn.stop_execution(executionArn=execution_arn, error="Cancelled", cause="cancelled by alice")
@@ -311,9 +301,9 @@ def test_stop_execution_aborts_execution_waiting_on_activity(sfn: Any, activity_
     assert described["status"] == "ABORTED"
     assert "stopDate" in described
     # The waiting task is woken at once: the program ends well before the activity's timeout.
-    aborted = _wait_for(
+    aborted = wait_for(
         lambda: [e for e in _history(sfn, execution_arn) if e["type"] == "ExecutionAborted"],
-        "the ExecutionAborted event",
+        what="the ExecutionAborted event",
         timeout=timeout_seconds / 2,
     )
     assert aborted[0]["executionAbortedEventDetails"] == {
@@ -345,7 +335,9 @@ def test_stop_right_after_start_aborts_before_later_states_run(sfn: Any) -> None
     sfn.stop_execution(executionArn=execution_arn, error="Cancelled", cause="changed my mind")
 
     assert sfn.describe_execution(executionArn=execution_arn)["status"] == "ABORTED"
-    _wait_for(lambda: "ExecutionAborted" in _event_types(sfn, execution_arn), "the ExecutionAborted event")
+    wait_for(
+        lambda: "ExecutionAborted" in _event_types(sfn, execution_arn), what="the ExecutionAborted event"
+    )
     entered = [
         event["stateEnteredEventDetails"]["name"]
         for event in _history(sfn, execution_arn)

@@ -14,15 +14,15 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from tests.conftest import wait_for
 from workflow_manager import worker
 from workflow_manager.worker import (
     ActivityWorker,
@@ -48,17 +48,6 @@ ACTIVITY_POLL_SECONDS = 0.5
 
 def script(name: str) -> list[str]:
     return [str(SCRIPTS / name)]
-
-
-def wait_for(probe: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class TaskInThread:
@@ -192,7 +181,7 @@ def test_command_killed_by_sigkill_reports_command_killed():
 def test_cancel_forwards_sigterm_to_the_command_and_reports_command_terminated(tmp_path: Path):
     marker = tmp_path / "marker"
     task = TaskInThread(script("trap_sigterm.sh"), marker, sigterm_grace_seconds=5.0)
-    wait_for(lambda: Path(f"{marker}.started").exists(), "the command to start")
+    wait_for(lambda: Path(f"{marker}.started").exists(), what="the command to start")
 
     task.cancel.set()
 
@@ -205,7 +194,7 @@ def test_cancel_forwards_sigterm_to_the_command_and_reports_command_terminated(t
 def test_error_json_printed_on_sigterm_is_reported_instead_of_command_terminated(tmp_path: Path):
     marker = tmp_path / "marker"
     task = TaskInThread(script("trap_sigterm_custom_error.sh"), marker, sigterm_grace_seconds=5.0)
-    wait_for(lambda: Path(f"{marker}.started").exists(), "the command to start")
+    wait_for(lambda: Path(f"{marker}.started").exists(), what="the command to start")
 
     task.cancel.set()
 
@@ -215,7 +204,7 @@ def test_error_json_printed_on_sigterm_is_reported_instead_of_command_terminated
 def test_command_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path):
     marker = tmp_path / "marker"
     task = TaskInThread(script("ignore_sigterm.sh"), marker, sigterm_grace_seconds=60.0)
-    wait_for(lambda: Path(f"{marker}.started").exists(), "the command to start")
+    wait_for(lambda: Path(f"{marker}.started").exists(), what="the command to start")
 
     # The event's own grace (as the heartbeat's 5 s) overrides the runner's 60 s.
     task.cancel.cancel(grace_seconds=0.3)
@@ -381,7 +370,7 @@ def _finished(sfn: Any, execution_arn: str, timeout: float = 15.0) -> dict:
         described = sfn.describe_execution(executionArn=execution_arn)
         return described if described["status"] in TERMINAL else None
 
-    return wait_for(probe, f"{execution_arn} to finish", timeout)
+    return wait_for(probe, what=f"{execution_arn} to finish", timeout=timeout)
 
 
 def _events(sfn: Any, execution_arn: str, event_type: str) -> list[dict]:
@@ -400,7 +389,7 @@ class RunningWorker:
 
     def __enter__(self) -> ActivityWorker:
         self.thread = self.worker.start(self.stop_event)
-        wait_for(self.worker.ready.is_set, "the worker to poll")
+        wait_for(self.worker.ready.is_set, what="the worker to poll")
         return self.worker
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -463,7 +452,7 @@ def test_concurrency_two_runs_two_tasks_at_once(sfn: Any, tmp_path: Path):
 
     with RunningWorker(sfn, activity_arn, script("record_interval.py"), concurrency=2, extra_env=env):
         # Each task holds until released: both started means both ran at once.
-        wait_for(lambda: all((tmp_path / f"{t}.started").exists() for t in "ab"), "both tasks to start")
+        wait_for(lambda: all((tmp_path / f"{t}.started").exists() for t in "ab"), what="both tasks to start")
         release.touch()
         statuses = [_finished(sfn, arn)["status"] for arn in executions]
 
@@ -486,10 +475,10 @@ def test_heartbeat_finding_the_task_gone_sends_sigterm_to_the_command(sfn: Any, 
         heartbeat_loss_grace_seconds=5.0,
         extra_env={"MARKER": str(marker)},
     ) as running:
-        wait_for(lambda: Path(f"{marker}.started").exists(), "the command to start")
+        wait_for(lambda: Path(f"{marker}.started").exists(), what="the command to start")
         sfn.stop_execution(executionArn=execution_arn, error="Stopped", cause="by the test")
-        wait_for(marker.exists, "the command to get SIGTERM")
-        wait_for(lambda: running.running_tasks == 0, "the task to end")
+        wait_for(marker.exists, what="the command to get SIGTERM")
+        wait_for(lambda: running.running_tasks == 0, what="the task to end")
 
     assert marker.read_text() == "got SIGTERM\n"
     assert _finished(sfn, execution_arn)["status"] == "ABORTED"
@@ -539,7 +528,7 @@ def test_worker_command_forwards_sigterm_and_the_task_fails_command_terminated(
         command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        wait_for(lambda: Path(f"{marker}.started").exists(), "the command to start", timeout=20)
+        wait_for(lambda: Path(f"{marker}.started").exists(), what="the command to start", timeout=20)
         process.send_signal(signal.SIGTERM)
         described = _finished(sfn, execution_arn)
         returncode = process.wait(timeout=10)

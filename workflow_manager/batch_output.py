@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
-from workflow_manager.errors import BackendError, BackendUnavailable, InvalidInput, WorkflowManagerError
+from workflow_manager.errors import BackendUnavailable, InvalidInput, WorkflowManagerError
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,6 @@ ENV_RESULTS_TABLE = "WFM_BATCH_RESULTS_TABLE"
 ENV_WORKFLOW_ID = "WORKFLOW_ID"
 ENV_WORKFLOW_STATE = "WORKFLOW_STATE"
 
-_UNAVAILABLE_CODES = {
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "ThrottlingException",
-    "InternalServerError",
-    "ServiceUnavailable",
-}
-
 
 def results_table_name(prefix: str) -> str:
     """`{prefix}-batch-results`, next to the service's other tables."""
@@ -91,15 +83,9 @@ def dependents_input(start_input: str, dependency_outputs: Sequence[str | None])
 
 
 def _translate(err: Exception, action: str) -> WorkflowManagerError:
-    from botocore.exceptions import ClientError
+    from executor.aws_errors import translate_aws_error
 
-    if isinstance(err, ClientError):
-        code = err.response.get("Error", {}).get("Code", "")
-        message = err.response.get("Error", {}).get("Message", "") or str(err)
-        if code in _UNAVAILABLE_CODES:
-            return BackendUnavailable(f"{action}: DynamoDB is unavailable: {message}")
-        return BackendError(f"{action}: {code}: {message}")
-    return BackendUnavailable(f"{action}: cannot reach DynamoDB: {err}")
+    return translate_aws_error(err, action, "DynamoDB")
 
 
 class BatchResultsTable:
