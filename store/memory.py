@@ -168,6 +168,9 @@ class MemoryStore:
                 else:
                     matching = [wf for wf in matching if sort_key(wf) < position]
             page = [wf.copy() for wf in matching[: query.limit]]
+            if query.summary_only:
+                for workflow in page:
+                    workflow.jobs = []
             token = ""
             if len(matching) > query.limit:
                 last = page[-1]

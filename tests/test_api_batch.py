@@ -169,3 +169,17 @@ def test_a_start_that_fails_part_way_is_recorded_failed_with_its_jobs_terminated
         return workflow if statuses <= {"failed", "aborted_deps_failed", "aborted_by_user"} else None
 
     wait_for(terminated, 30, 0.2, "the submitted jobs to be terminated")
+
+
+def test_background_updater_finishes_a_batch_workflow_without_anyone_calling_get(api):
+    name = post_batch_definition(api, chain(("only", "wfm-test-step")))
+    started = start(api, name, {"n": 1})
+
+    def listed_succeeded():
+        # The listing reads the store only; the background updater asks Batch.
+        [workflow] = api.get(f"/workflows?workflowDefinitionName={name}").json()
+        return workflow if workflow["status"] == "succeeded" else None
+
+    workflow = wait_for(listed_succeeded, 60, 0.2, "the updater to record the batch workflow")
+    assert workflow["id"] == started["id"]
+    assert [job["status"] for job in workflow["jobs"]] == ["succeeded"]

@@ -362,6 +362,19 @@ def test_list_with_an_invalid_page_token_is_invalid_input(store, four_workflows)
             store.list_workflows(WorkflowQuery(definition.name, page_token=token))
 
 
+def test_a_summary_listing_carries_no_jobs(store):
+    definition = kitchensink()
+    workflow = new_workflow(definition)
+    store.save_workflow(workflow)
+    workflow.jobs = [Job(id="1", state="start-state", status=JobStatus.RUNNING)]
+    store.update_workflow(workflow)
+    [summary] = store.list_workflows(WorkflowQuery(definition.name, summary_only=True)).workflows
+    assert summary.id == workflow.id and summary.jobs == []
+    assert summary.workflow_definition.name == definition.name
+    [full] = store.list_workflows(WorkflowQuery(definition.name)).workflows
+    assert [job.id for job in full.jobs] == ["1"]
+
+
 def test_list_of_unknown_name_is_empty(store):
     page = store.list_workflows(WorkflowQuery("nothing-here"))
     assert page.workflows == [] and page.next_page_token == ""
