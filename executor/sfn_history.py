@@ -38,6 +38,7 @@ from workflow_manager.models import (
     StateResourceType,
     Workflow,
 )
+from workflow_manager.status import DONE_JOB_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,29 @@ def jobs_from_history(events: list[dict[str, Any]], workflow: Workflow) -> list[
         if job is None:
             continue
         _apply(event, event_type, job, workflow)
+    if events and events[-1].get("type") in ENDED_EXECUTION_EVENTS:
+        _close_open_jobs(jobs, events[-1])
     return jobs
+
+
+# An execution that fails, times out or is stopped ends its other running branches and iterations
+# without an event of theirs: their jobs would stay open for ever, and a workflow with open jobs is
+# never "done" (it could never be resumed). They end with the execution.
+ENDED_EXECUTION_EVENTS = {"ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"}
+STATUS_REASON_ENDED_WITH_EXECUTION = "the workflow ended before this job finished"
+
+
+def _close_open_jobs(jobs: list[Job], end_event: dict[str, Any]) -> None:
+    status = (
+        JobStatus.ABORTED_BY_USER
+        if end_event.get("type") == "ExecutionAborted"
+        else JobStatus.ABORTED_DEPS_FAILED
+    )
+    for job in jobs:
+        if job.status not in DONE_JOB_STATUSES:
+            job.status = status
+            job.stopped_at = job.stopped_at or _utc(end_event.get("timestamp"))
+            job.status_reason = job.status_reason or STATUS_REASON_ENDED_WITH_EXECUTION
 
 
 def last_job_from_history(events: list[dict[str, Any]], workflow: Workflow) -> Job | None:

@@ -291,6 +291,23 @@ def test_parallel_map_and_choice_states_become_jobs(api):
     assert items == [1, 2]
 
 
+def test_a_failed_parallel_ends_the_job_of_its_other_branch(api):
+    definition = post_definition(api, "parallel-one-branch-fails.json")
+    started = start(api, definition["name"], {"seconds": 3})
+    finished = api.wait_for_status(started["id"], TERMINAL)
+    assert finished["status"] == "failed"
+    jobs = {job["state"]: job for job in finished["jobs"]}
+    assert jobs["boom"]["status"] == "failed"
+    # The slow branch never reports: its job ends with the execution, so the workflow is done
+    # (it can be resolved, and resume answers about the state rather than "still active").
+    assert jobs["slow"]["status"] in ("aborted_deps_failed", "failed")
+    assert_error(
+        api.post(f"/workflows/{started['id']}", {"StartAt": "after"}),
+        400,
+        "No job found for StartAt after",
+    )
+
+
 # Listing
 
 

@@ -661,3 +661,44 @@ def test_state_resource_descriptor(resource, name, resource_type):
 )
 def test_last_lines(text, count, expected):
     assert last_lines(text, count) == expected
+
+
+# Jobs left open when the execution ends
+
+
+def _parallel_with_one_failing_branch(end_event: str, details: dict[str, Any]) -> History:
+    history = History()
+    parallel = history.entered("Parallel", "parallel-state")
+    # The right branch enters first, so that the failing left one is the last job (the one the
+    # execution's end lands on, as in the reference).
+    right = history.entered("Task", "branch2", prev=parallel)
+    left = history.entered("Task", "branch1", prev=parallel)
+    left = history.scheduled("fake-resource-3", left)
+    right = history.scheduled("fake-resource-4", right)
+    left = history.started("worker-a", left)
+    history.started("worker-b", right)
+    history.failed("Boom", "the left branch failed", left)
+    history.add(end_event, None, details)
+    return history
+
+
+def test_a_failed_execution_ends_the_jobs_of_its_other_branches():
+    history = _parallel_with_one_failing_branch(
+        "ExecutionFailed", {"error": "Boom", "cause": "the left branch failed"}
+    )
+    jobs = {job.state: job for job in jobs_from_history(history.events, workflow_for())}
+    assert jobs["branch1"].status == JobStatus.FAILED
+    # No event ever ends the right branch's task: it ends with the execution.
+    assert jobs["branch2"].status == JobStatus.ABORTED_DEPS_FAILED
+    assert jobs["branch2"].status_reason == "the workflow ended before this job finished"
+    assert jobs["branch2"].stopped_at == utc(history.time(history.last))
+
+
+def test_a_stopped_execution_ends_its_open_jobs_as_aborted_by_user():
+    history = _parallel_with_one_failing_branch("ExecutionAborted", {"cause": "user stop"})
+    jobs = {job.state: job for job in jobs_from_history(history.events, workflow_for())}
+    assert {job.status for job in jobs.values()} <= {
+        JobStatus.FAILED,
+        JobStatus.ABORTED_BY_USER,
+    }
+    assert jobs["branch2"].status == JobStatus.ABORTED_BY_USER
