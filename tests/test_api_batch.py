@@ -41,12 +41,17 @@ def by_state(workflow: dict) -> dict[str, dict]:
     return {job["state"]: job for job in workflow["jobs"]}
 
 
-def wait_for_job_status(api, workflow_id: str, state: str, status: str) -> dict:
+def wait_for_job_status(api, name: str, workflow_id: str, state: str, status: str) -> dict:
     """The workflow once its job of `state` has `status`. A workflow is failed as soon as one job
-    fails (the reference's rule); Batch fails the dependents a moment later."""
+    fails (the reference's rule); Batch fails the dependents a moment later, and the background
+    updater records it: this reads the listing, which never asks Batch."""
 
     def check():
-        workflow = api.get(f"/workflows/{workflow_id}").json()
+        [workflow] = [
+            wf
+            for wf in api.get(f"/workflows?workflowDefinitionName={name}&limit=100").json()
+            if wf["id"] == workflow_id
+        ]
         return workflow if by_state(workflow)[state]["status"] == status else None
 
     return wait_for(check, 30, 0.2, f"job {state} of {workflow_id} to be {status}")
@@ -96,7 +101,7 @@ def test_failing_batch_job_fails_the_workflow_and_aborts_its_dependents(api):
     )
     started = start(api, name, {})
     assert api.wait_for_status(started["id"], TERMINAL, timeout=60)["status"] == "failed"
-    finished = wait_for_job_status(api, started["id"], "after", "aborted_deps_failed")
+    finished = wait_for_job_status(api, name, started["id"], "after", "aborted_deps_failed")
     assert finished["status"] == "failed"
     jobs = by_state(finished)
     assert jobs["first"]["status"] == "succeeded"
@@ -143,7 +148,7 @@ def test_resume_of_a_failed_batch_workflow_from_the_failed_state(api, tmp_path):
     marker = tmp_path / "fixed.txt"
     started = start(api, name, {"path": str(marker)})
     assert api.wait_for_status(started["id"], TERMINAL, timeout=60)["status"] == "failed"
-    wait_for_job_status(api, started["id"], "finish", "aborted_deps_failed")
+    wait_for_job_status(api, name, started["id"], "finish", "aborted_deps_failed")
 
     marker.write_text("fixed")
     response = api.post(f"/workflows/{started['id']}", {"StartAt": "check"})

@@ -82,3 +82,69 @@ def test_updater_thread_records_a_finished_workflow_and_stops(services):
     finished = workflows.get(started.id)
     assert finished.status == "succeeded"
     assert '"a": 1' in finished.output or '"a":1' in finished.output
+
+
+def test_a_failed_workflow_with_open_jobs_is_checked_until_they_end(served_app):
+    from executor.batch import BatchExecutor
+    from workflow_manager.batch_output import BatchResultsTable, results_table_name
+
+    clients = served_app.app.runtime.clients
+    store = MemoryStore()
+    batch = BatchExecutor(
+        clients.client("batch"),
+        BatchResultsTable(clients.client("dynamodb"), results_table_name("workflow-manager")),
+        default_queue="default",
+    )
+    router = ExecutorRouter({Manager.BATCH: batch})
+    definitions, workflows = DefinitionService(store, router), WorkflowService(store, router, "ns")
+    # One branch fails at once, which fails the workflow (the reference's rule); the other runs
+    # two seconds more: the workflow is terminal with an open job all that time.
+    definitions.create(
+        {
+            "name": "updater-batch-failure",
+            "manager": "batch",
+            "stateMachine": {
+                "StartAt": "both",
+                "States": {
+                    "both": {
+                        "Type": "Parallel",
+                        "End": True,
+                        "Branches": [
+                            {
+                                "StartAt": "broken",
+                                "States": {
+                                    "broken": {"Type": "Task", "Resource": "wfm-test-fail", "End": True}
+                                },
+                            },
+                            {
+                                "StartAt": "nap",
+                                "States": {"nap": {"Type": "Task", "Resource": "wfm-test-nap", "End": True}},
+                            },
+                        ],
+                    }
+                },
+            },
+        }
+    )
+    started = workflows.start({"workflowDefinition": {"name": "updater-batch-failure"}})
+    updater = BackgroundUpdater(
+        workflows, min_interval_seconds=0.05, max_interval_seconds=0.1, max_refreshes_per_second=100
+    )
+
+    def failed_while_nap_runs():
+        updater.run_once()
+        workflow = store.get_workflow(started.id)
+        jobs = {job.state: job.status for job in workflow.jobs}
+        return workflow if workflow.status == "failed" and jobs["nap"] != "succeeded" else None
+
+    wait_for(failed_while_nap_runs, 30, 0.05, "the workflow to fail while its other job runs")
+
+    def nap_recorded():
+        updater.run_once()
+        workflow = store.get_workflow(started.id)
+        return workflow if {j.state: j.status for j in workflow.jobs}["nap"] == "succeeded" else None
+
+    workflow = wait_for(nap_recorded, 30, 0.1, "the updater to record the other job's end")
+    assert workflow.status == "failed"
+    updater.run_once()
+    assert updater.run_once() == 0  # done: no longer checked

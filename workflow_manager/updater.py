@@ -16,18 +16,24 @@ from dataclasses import dataclass, field
 
 from workflow_manager.errors import NotFound, WorkflowManagerError
 from workflow_manager.services import WorkflowService
-from workflow_manager.status import is_terminal
+from workflow_manager.status import is_terminal, workflow_is_done
 
 log = logging.getLogger(__name__)
 
 # Fraction of a workflow's age that passes between two checks of it, before the bounds apply.
 AGE_BACKOFF_FACTOR = 0.1
+# How long a finished workflow with open jobs is still checked (seconds).
+LINGER_SECONDS = 600.0
 
 
 @dataclass
 class _Schedule:
     first_seen: float
     next_check: float
+    # Set once the workflow's status is terminal while some of its jobs are still open (a Batch
+    # workflow fails with its first failed job; Batch aborts the dependents a moment later): it is
+    # then checked until its jobs are done, or until this deadline.
+    linger_until: float | None = None
 
 
 @dataclass
@@ -102,9 +108,12 @@ class BackgroundUpdater:
         now = time.monotonic()
         active = set(self._workflows.active_workflow_ids())
         for gone in set(self._schedules) - active:
-            del self._schedules[gone]
+            linger_until = self._schedules[gone].linger_until
+            if linger_until is None or linger_until < now:
+                del self._schedules[gone]
+        due = active | set(self._schedules)
         refreshed = 0
-        for workflow_id in sorted(active, key=lambda i: self._due(i, now)):
+        for workflow_id in sorted(due, key=lambda i: self._due(i, now)):
             schedule = self._schedules.setdefault(workflow_id, _Schedule(now, now))
             if schedule.next_check > now or self._stop.is_set():
                 continue
@@ -119,9 +128,11 @@ class BackgroundUpdater:
             except WorkflowManagerError as err:
                 log.warning("could not refresh workflow %s: %s", workflow_id, err)
             else:
-                if is_terminal(workflow.status):
+                if workflow_is_done(workflow):
                     self._schedules.pop(workflow_id, None)
                     continue
+                if is_terminal(workflow.status) and schedule.linger_until is None:
+                    schedule.linger_until = now + LINGER_SECONDS
             schedule.next_check = now + self.interval_for_age(now - schedule.first_seen)
         return refreshed
 
