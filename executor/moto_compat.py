@@ -265,18 +265,22 @@ def _normalise_service_integration_casing() -> None:
     looks for `JobId` in a `jobId` response. The conversion helpers are still there; they only
     need botocore's operation model for the input and output shapes."""
 
+    def normalise(self: StateTaskService, payload: Any, shape: str, convert: str, service, action) -> None:
+        operation = _operation_model(
+            self._get_boto_service_name(service), self._get_boto_service_action(action)
+        )
+        operation_shape = getattr(operation, shape) if operation is not None else None
+        if operation_shape is not None:
+            getattr(self, convert)(payload, operation_shape)
+
+    # moto calls these with keyword arguments: the parameter names are part of the interface.
     def _normalise_parameters(
         self: StateTaskService,
         parameters: dict,
         boto_service_name: str | None = None,
         service_action_name: str | None = None,
     ) -> None:
-        operation = _operation_model(
-            self._get_boto_service_name(boto_service_name),
-            self._get_boto_service_action(service_action_name),
-        )
-        if operation is not None and operation.input_shape is not None:
-            self._to_boto_request(parameters, operation.input_shape)
+        normalise(self, parameters, "input_shape", "_to_boto_request", boto_service_name, service_action_name)
 
     def _normalise_response(
         self: StateTaskService,
@@ -284,12 +288,9 @@ def _normalise_service_integration_casing() -> None:
         boto_service_name: str | None = None,
         service_action_name: str | None = None,
     ) -> None:
-        operation = _operation_model(
-            self._get_boto_service_name(boto_service_name),
-            self._get_boto_service_action(service_action_name),
+        normalise(
+            self, response, "output_shape", "_from_boto_response", boto_service_name, service_action_name
         )
-        if operation is not None and operation.output_shape is not None:
-            self._from_boto_response(response, operation.output_shape)
 
     StateTaskService._normalise_parameters = _normalise_parameters
     StateTaskService._normalise_response = _normalise_response

@@ -310,6 +310,17 @@ def four_workflows(store):
     return definition, created
 
 
+def _all_pages(store, name: str, **query) -> list:
+    """Every page of a listing, following the page tokens until the store issues none."""
+    pages, token = [], ""
+    while True:
+        page = store.list_workflows(WorkflowQuery(name, page_token=token, **query))
+        pages.append(page)
+        token = page.next_page_token
+        if not token:
+            return pages
+
+
 def _ids(page):
     return [wf.id for wf in page.workflows]
 
@@ -336,23 +347,11 @@ def test_list_filters_by_status_and_resolved(store, four_workflows):
 def test_list_pages_one_at_a_time_in_both_orders(store, four_workflows):
     definition, created = four_workflows
     for oldest_first, expected in ((False, [created[1], created[0]]), (True, created[:2])):
-        seen, token = [], ""
-        while True:
-            page = store.list_workflows(
-                WorkflowQuery(
-                    definition.name,
-                    limit=1,
-                    status=WorkflowStatus.RUNNING,
-                    oldest_first=oldest_first,
-                    page_token=token,
-                )
-            )
-            seen.extend(_ids(page))
-            token = page.next_page_token
-            if not token:
-                break
-            assert len(page.workflows) == 1
-        assert seen == [wf.id for wf in expected]
+        pages = _all_pages(
+            store, definition.name, limit=1, status=WorkflowStatus.RUNNING, oldest_first=oldest_first
+        )
+        assert all(len(page.workflows) == 1 for page in pages[:-1])
+        assert [wf_id for page in pages for wf_id in _ids(page)] == [wf.id for wf in expected]
 
 
 def test_list_with_an_invalid_page_token_is_invalid_input(store, four_workflows):
@@ -398,21 +397,8 @@ def test_paging_through_250_workflows_in_both_orders_with_each_filter(store):
             and ("resolved_by_user" not in extra or wf.resolved_by_user == extra["resolved_by_user"])
         ]
         for oldest_first in (False, True):
-            seen, token = [], ""
-            while True:
-                page = store.list_workflows(
-                    WorkflowQuery(
-                        definition.name,
-                        limit=30,
-                        oldest_first=oldest_first,
-                        page_token=token,
-                        **extra,
-                    )
-                )
-                seen.extend(_ids(page))
-                token = page.next_page_token
-                if not token:
-                    break
+            pages = _all_pages(store, definition.name, limit=30, oldest_first=oldest_first, **extra)
+            seen = [wf_id for page in pages for wf_id in _ids(page)]
             assert seen == (expected if oldest_first else list(reversed(expected)))
 
 
