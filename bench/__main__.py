@@ -25,8 +25,15 @@ import boto3
 
 from store.dynamodb import DynamoDbStore
 from store.interface import WorkflowQuery
-from workflow_manager.emulator import emulator_client_kwargs, start_embedded_emulator
-from workflow_manager.models import Job, JobStatus, Workflow, WorkflowDefinition, WorkflowStatus, new_id
+from workflow_manager.domain.models import (
+    Job,
+    JobStatus,
+    Workflow,
+    WorkflowDefinition,
+    WorkflowStatus,
+    new_id,
+)
+from workflow_manager.emulator.server import emulator_client_kwargs, start_embedded_emulator
 
 STATUSES = [WorkflowStatus.RUNNING, WorkflowStatus.FAILED, WorkflowStatus.SUCCEEDED, WorkflowStatus.QUEUED]
 LOAD_THREADS = 4

@@ -11,7 +11,7 @@ from collections.abc import Collection
 
 from botocore.exceptions import ClientError
 
-from workflow_manager.errors import (
+from workflow_manager.domain.errors import (
     BackendError,
     BackendUnavailable,
     InvalidInput,

@@ -20,7 +20,7 @@ The reference's 2017 executor (notes 4.3-4.8), with its known defects fixed:
   ones (STARTING, RUNNING), dependents first so none of them sees a cancelled dependency as a failed
   one; a job that started between the look and the CancelJob (which ignores started jobs) is
   terminated in a second pass.
-- Outputs: a job publishes its output to the results table (`workflow_manager.batch_output`); the
+- Outputs: a job publishes its output to the results table (`executor.batch_results`); the
   report shows each job's output and input and the workflow's output (the final jobs' outputs).
 
 Limits designed around: MAX_SUBMIT_JOBS_PER_SECOND (a token bucket shared by every workflow this
@@ -41,17 +41,17 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from executor import aws_errors, batch_plan, sfn_naming
+from executor import batch_results as batch_output
+from executor.batch_results import BatchResultsTable
 from executor.interface import ExecutionReport
-from workflow_manager import batch_output
-from workflow_manager.batch_output import BatchResultsTable
-from workflow_manager.errors import (
+from workflow_manager.domain.errors import (
     BackendError,
     BackendUnavailable,
     InvalidInput,
     NotFound,
     WorkflowManagerError,
 )
-from workflow_manager.models import (
+from workflow_manager.domain.models import (
     Job,
     JobAttempt,
     JobStatus,

@@ -9,7 +9,7 @@ same order within a wave) and adds what the contract asks of the batch manager (
   Parallel state, and the state after the Parallel depends on the last job of every branch.
 - Pass, Succeed and Fail states are not jobs; dependencies pass through them. (A Pass state's
   `Result` or `Parameters` are not applied: Batch jobs exchange data through published outputs, see
-  `workflow_manager.batch_output`. A Fail state only ends its chain: it cannot fail a workflow whose
+  `executor.batch_results`. A Fail state only ends its chain: it cannot fail a workflow whose
   jobs all succeeded.)
 - A plan may start from any top-level state (resume): only the jobs reachable from it are planned,
   and the first of them depend on nothing.
@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflow_manager.errors import InvalidInput
+from workflow_manager.domain.errors import InvalidInput
 
 # "Maximum number of job dependencies for a job: 20" (AWS Batch service quotas, resource table).
 MAX_JOB_DEPENDENCIES = 20

@@ -2,7 +2,7 @@
 
 One implementation per backend (`executor.sfn`, later `executor.batch`), chosen per workflow by
 `executor.routing` from the definition's `manager`. Implementations translate backend errors into
-`workflow_manager.errors` and never return botocore objects.
+`workflow_manager.domain.errors` and never return botocore objects.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from workflow_manager.models import Job, Workflow, WorkflowStatus
+from workflow_manager.domain.models import Job, Workflow, WorkflowStatus
 
 
 @dataclass

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from executor.interface import ExecutionReport, Executor
-from workflow_manager.errors import InvalidInput
-from workflow_manager.models import Manager, Workflow
+from workflow_manager.domain.errors import InvalidInput
+from workflow_manager.domain.models import Manager, Workflow
 
 
 class ExecutorRouter:

@@ -22,14 +22,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from executor import aws_errors, sfn_history, sfn_naming
 from executor.interface import ExecutionReport
-from workflow_manager import inputs
-from workflow_manager.errors import (
+from workflow_manager.domain import inputs
+from workflow_manager.domain.errors import (
     BackendUnavailable,
     Conflict,
     NotFound,
     WorkflowManagerError,
 )
-from workflow_manager.models import StateResource, Workflow, WorkflowStatus
+from workflow_manager.domain.models import StateResource, Workflow, WorkflowStatus
 
 log = logging.getLogger(__name__)
 

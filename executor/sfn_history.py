@@ -29,8 +29,8 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from workflow_manager.definitions import find_state
-from workflow_manager.models import (
+from workflow_manager.domain.definitions import find_state
+from workflow_manager.domain.models import (
     Job,
     JobAttempt,
     JobStatus,
@@ -38,7 +38,7 @@ from workflow_manager.models import (
     StateResourceType,
     Workflow,
 )
-from workflow_manager.status import DONE_JOB_STATUSES
+from workflow_manager.domain.status import DONE_JOB_STATUSES
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from workflow_manager.errors import InvalidInput
-from workflow_manager.models import StateResource, StateResourceType
+from workflow_manager.domain.errors import InvalidInput
+from workflow_manager.domain.models import StateResource, StateResourceType
 
 # Step Functions CreateStateMachine / CreateActivity / StartExecution: "name: Length Constraints:
 # Minimum length of 1. Maximum length of 80." (AWS Step Functions API Reference).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
-from workflow_manager.models import utc_now
+from workflow_manager.domain.models import utc_now
 
 ONE_MILLISECOND = timedelta(milliseconds=1)
 

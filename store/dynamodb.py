@@ -50,7 +50,7 @@ each be 256 KiB (the Step Functions payload limit) and a workflow carries its in
 job, so no one item grows past the limit however large the workflow. A workflow definition must fit one
 item (compressed); a larger one is refused (400) rather than cut.
 
-Errors: only `workflow_manager.errors`. Throttling and transient errors (5xx, connection failures) are
+Errors: only `workflow_manager.domain.errors`. Throttling and transient errors (5xx, connection failures) are
 retried inside the store with capped, jittered exponential backoff (`RetryPolicy`); botocore's own
 retries are off so that every attempt is counted here. What still fails is a BackendUnavailable (503),
 never a silent loss. A conditional write whose first attempt may have landed before a retry is checked
@@ -98,7 +98,7 @@ from pynamodb.models import Model
 from store.clock import MonotonicClock
 from store.interface import WorkflowPage, WorkflowQuery
 from store.paging import decode_page_token, encode_page_token
-from workflow_manager.errors import (
+from workflow_manager.domain.errors import (
     BackendError,
     BackendUnavailable,
     ConcurrentModification,
@@ -108,8 +108,8 @@ from workflow_manager.errors import (
     TerminalStatusGuard,
     WorkflowManagerError,
 )
-from workflow_manager.models import StateResource, Workflow, WorkflowDefinition, WorkflowStatus
-from workflow_manager.schemas import (
+from workflow_manager.domain.models import StateResource, Workflow, WorkflowDefinition, WorkflowStatus
+from workflow_manager.domain.schemas import (
     dump_definition,
     dump_job,
     dump_workflow,
@@ -119,7 +119,7 @@ from workflow_manager.schemas import (
     load_workflow,
     parse_time,
 )
-from workflow_manager.status import ACTIVE_WORKFLOW_STATUSES, moves_back_from_terminal
+from workflow_manager.domain.status import ACTIVE_WORKFLOW_STATUSES, moves_back_from_terminal
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from workflow_manager.models import StateResource, Workflow, WorkflowDefinition, WorkflowStatus
+from workflow_manager.domain.models import StateResource, Workflow, WorkflowDefinition, WorkflowStatus
 
 MAX_LIST_LIMIT = 10000
 

@@ -13,14 +13,14 @@ import threading
 from store.clock import MonotonicClock
 from store.interface import WorkflowPage, WorkflowQuery
 from store.paging import decode_page_token, encode_page_token
-from workflow_manager.errors import ConcurrentModification, Conflict, NotFound, TerminalStatusGuard
-from workflow_manager.models import (
+from workflow_manager.domain.errors import ConcurrentModification, Conflict, NotFound, TerminalStatusGuard
+from workflow_manager.domain.models import (
     StateResource,
     Workflow,
     WorkflowDefinition,
 )
-from workflow_manager.schemas import format_time
-from workflow_manager.status import ACTIVE_WORKFLOW_STATUSES, moves_back_from_terminal
+from workflow_manager.domain.schemas import format_time
+from workflow_manager.domain.status import ACTIVE_WORKFLOW_STATUSES, moves_back_from_terminal
 
 _PAGE_KEYS = frozenset({"createdAt", "id"})
 

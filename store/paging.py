@@ -12,7 +12,7 @@ import binascii
 import json
 from typing import Any
 
-from workflow_manager.errors import InvalidInput
+from workflow_manager.domain.errors import InvalidInput
 
 
 def encode_page_token(position: dict[str, Any]) -> str:

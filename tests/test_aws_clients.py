@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workflow_manager.aws import RETRY_CONFIG, AwsClients
+from workflow_manager.wiring import RETRY_CONFIG, AwsClients
 
 
 def test_endpoint_backend_points_clients_at_the_endpoint():

@@ -1,5 +1,5 @@
 """The Batch executor: its status rules, queue map and job names, and whole workflows on the embedded
-emulator, whose Batch runs each job's command as a local subprocess (`executor.moto_batch`).
+emulator, whose Batch runs each job's command as a local subprocess (`workflow_manager.emulator.batch_runner`).
 
 The executor is driven directly (start, report, cancel), as the domain does; asynchronous results are
 polled with a deadline.
@@ -23,7 +23,6 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
-from executor import moto_batch
 from executor.batch import (
     ABORTED_BY_USER_PREFIX,
     MAX_SUBMIT_JOBS_PER_SECOND,
@@ -34,13 +33,11 @@ from executor.batch import (
     job_status_from_batch,
     workflow_status_from_jobs,
 )
-from executor.moto_batch import ensure_batch_environment, install_batch_runner, load_job_definitions
+from executor.batch_results import BatchResultsTable, dependents_input
 from tests.conftest import DATA, FIXTURES, load_fixture, wait_for
-from workflow_manager.batch_output import BatchResultsTable, dependents_input
-from workflow_manager.definitions import prune_unreachable_states
-from workflow_manager.emulator import EmbeddedEmulator, emulator_client_kwargs, start_embedded_emulator
-from workflow_manager.errors import BackendUnavailable, InvalidInput, NotFound
-from workflow_manager.models import (
+from workflow_manager.domain.definitions import prune_unreachable_states
+from workflow_manager.domain.errors import BackendUnavailable, InvalidInput, NotFound
+from workflow_manager.domain.models import (
     Job,
     JobStatus,
     Manager,
@@ -50,6 +47,10 @@ from workflow_manager.models import (
     WorkflowStatus,
     new_id,
 )
+from workflow_manager.emulator import batch_runner as moto_batch
+from workflow_manager.emulator.batch_runner import install_batch_runner
+from workflow_manager.emulator.seeding import BatchEnvironment, ensure_batch_environment, load_job_definitions
+from workflow_manager.emulator.server import EmbeddedEmulator, emulator_client_kwargs, start_embedded_emulator
 
 QUEUE = "wfm-test-queue"
 ENVIRONMENT_NAMES = {
@@ -229,7 +230,7 @@ def iam(client_kwargs: dict[str, str]) -> Any:
 
 
 @pytest.fixture(scope="module")
-def environment(batch: Any, iam: Any) -> moto_batch.BatchEnvironment:
+def environment(batch: Any, iam: Any) -> BatchEnvironment:
     definitions = load_job_definitions(FIXTURES / "batch" / "job-definitions.yml")
     return ensure_batch_environment(batch, iam, definitions, **ENVIRONMENT_NAMES)
 
@@ -244,9 +245,7 @@ def results(client_kwargs: dict[str, str]) -> BatchResultsTable:
 
 
 @pytest.fixture(scope="module")
-def executor(
-    batch: Any, results: BatchResultsTable, environment: moto_batch.BatchEnvironment
-) -> BatchExecutor:
+def executor(batch: Any, results: BatchResultsTable, environment: BatchEnvironment) -> BatchExecutor:
     resources = {("ns-with-resource", "aliased-step"): "wfm-test-step"}
 
     def lookup(namespace: str, name: str) -> StateResource | None:
@@ -514,7 +513,7 @@ def test_retry_max_attempts_rerun_a_failed_attempt_and_attempts_show_exit_codes(
 
 
 def test_custom_queue_and_state_resource_pick_the_job_queue_and_definition(
-    executor: BatchExecutor, environment: moto_batch.BatchEnvironment
+    executor: BatchExecutor, environment: BatchEnvironment
 ):
     workflow = new_workflow(single_task("aliased-step"), queue="by-arn", namespace="ns-with-resource")
 
@@ -541,7 +540,7 @@ def test_check_health_answers_when_batch_is_reachable_and_raises_when_not(
         BatchExecutor(unreachable, results, default_queue=QUEUE).check_health()
 
 
-def test_emulated_batch_stops_an_attempt_at_its_timeout(batch: Any, environment: moto_batch.BatchEnvironment):
+def test_emulated_batch_stops_an_attempt_at_its_timeout(batch: Any, environment: BatchEnvironment):
     # Batch's minimum timeout is 60 s, which the executor enforces; the emulator takes any value.
     job_id = batch.submit_job(
         jobName="wfm-test-timeout",
@@ -564,7 +563,7 @@ def test_emulated_batch_stops_an_attempt_at_its_timeout(batch: Any, environment:
 
 def run_output_command(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "workflow_manager.batch_output", *args],
+        [sys.executable, "-m", "executor.batch_results", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -629,7 +628,7 @@ def workflow_manager_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         return
     shim = tmp_path / "bin" / "workflow-manager"
     shim.parent.mkdir()
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m workflow_manager.batch_output "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m executor.batch_results "$@"\n')
     shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
     original = moto_batch._process_environment
 

@@ -19,7 +19,7 @@ from executor.batch_plan import (
     validate_batch_definition,
 )
 from tests.conftest import DATA, load_fixture
-from workflow_manager.errors import InvalidInput
+from workflow_manager.domain.errors import InvalidInput
 
 
 def task(next_state: str | None = None, **fields) -> dict:

@@ -1,4 +1,4 @@
-"""Definition validation and the state-machine walks (workflow_manager.definitions).
+"""Definition validation and the state-machine walks (workflow_manager.domain.definitions).
 
 The reference's validation tests (handler_test.go TestValidate*State, TestValidateTagsMap,
 resources/workflow_definitions_test.go TestRemoveInactiveStates), every message of its checklist
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from workflow_manager import definitions
-from workflow_manager.definitions import (
+from workflow_manager.domain import definitions
+from workflow_manager.domain.definitions import (
     MAX_NAME_LENGTH,
     count_states,
     find_state,
@@ -28,7 +28,7 @@ from workflow_manager.definitions import (
     validate_state_machine,
     validate_tags,
 )
-from workflow_manager.errors import InvalidInput
+from workflow_manager.domain.errors import InvalidInput
 
 DEFINITIONS = Path(__file__).parent / "fixtures" / "definitions"
 KITCHENSINK_TAGS = {"tag1": "val1", "tag2": "val2", "tag3": "val3"}

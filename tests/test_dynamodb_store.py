@@ -28,15 +28,15 @@ from store.interface import WorkflowQuery
 from store.paging import encode_page_token
 from tests.conftest import Api, app_config, free_port, serve
 from tests.test_store_contract import _job_with_payload, kitchensink, new_workflow
-from workflow_manager.errors import (
+from workflow_manager.domain.errors import (
     BackendUnavailable,
     ConcurrentModification,
     Conflict,
     InvalidInput,
     NotFound,
 )
-from workflow_manager.models import WorkflowStatus
-from workflow_manager.schemas import parse_time
+from workflow_manager.domain.models import WorkflowStatus
+from workflow_manager.domain.schemas import parse_time
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "dynamodb.cloudformation.yml"

@@ -7,7 +7,7 @@ import os
 
 import boto3
 
-from workflow_manager.emulator import emulator_client_kwargs, start_embedded_emulator
+from workflow_manager.emulator.server import emulator_client_kwargs, start_embedded_emulator
 
 
 def test_every_caller_shares_one_server_until_the_last_handle_is_released():

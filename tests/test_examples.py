@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from executor.moto_batch import ensure_batch_environment, load_job_definitions
 from tests.conftest import DATA, Api, app_config, serve
+from workflow_manager.emulator.seeding import ensure_batch_environment, load_job_definitions
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 

@@ -1,6 +1,6 @@
 """The moto compatibility fixes, exercised through a real embedded moto server and boto3.
 
-Each fix in `executor.moto_compat` has a test here that fails on stock moto 5.2.5: if a moto
+Each fix in `workflow_manager.emulator.moto_compat` has a test here that fails on stock moto 5.2.5: if a moto
 upgrade changes the behaviour a fix corrects, these say which one. Asynchronous results are polled
 with a deadline.
 """
@@ -19,9 +19,9 @@ import pytest
 from moto.core.config import default_user_config
 from moto.stepfunctions.parser.asl.eval.callback.callback import ActivityTaskStartEndpoint
 
-from executor import moto_compat
 from tests.conftest import wait_for
-from workflow_manager.emulator import EmbeddedEmulator, emulator_client_kwargs, start_embedded_emulator
+from workflow_manager.emulator import moto_compat
+from workflow_manager.emulator.server import EmbeddedEmulator, emulator_client_kwargs, start_embedded_emulator
 
 # Short polls keep an empty GetActivityTask (and so each test) at about a second.
 ACTIVITY_POLL_SECONDS = 1.0

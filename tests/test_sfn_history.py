@@ -22,7 +22,7 @@ from executor.sfn_history import (
     last_lines,
     state_resource_descriptor,
 )
-from workflow_manager.models import (
+from workflow_manager.domain.models import (
     JobStatus,
     StateResourceType,
     Workflow,

@@ -25,8 +25,8 @@ from executor.sfn_naming import (
     state_machine_name,
     state_machine_tags,
 )
-from workflow_manager.errors import InvalidInput
-from workflow_manager.models import StateResource, StateResourceType
+from workflow_manager.domain.errors import InvalidInput
+from workflow_manager.domain.models import StateResource, StateResourceType
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sfn_naming"
 NS = "my-env"

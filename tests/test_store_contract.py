@@ -14,14 +14,14 @@ import pytest
 
 from store.interface import WorkflowQuery
 from store.memory import MemoryStore
-from workflow_manager.errors import (
+from workflow_manager.domain.errors import (
     ConcurrentModification,
     Conflict,
     InvalidInput,
     NotFound,
     TerminalStatusGuard,
 )
-from workflow_manager.models import (
+from workflow_manager.domain.models import (
     Job,
     JobAttempt,
     JobStatus,

@@ -9,10 +9,11 @@ from executor.routing import ExecutorRouter
 from executor.sfn import StepFunctionsExecutor
 from store.memory import MemoryStore
 from tests.conftest import load_fixture, wait_for
-from workflow_manager.emulator import emulator_client_kwargs
-from workflow_manager.models import Manager
-from workflow_manager.services import DefinitionService, WorkflowService
-from workflow_manager.updater import BackgroundUpdater
+from workflow_manager.domain.models import Manager
+from workflow_manager.emulator.server import emulator_client_kwargs
+from workflow_manager.services.definitions import DefinitionService
+from workflow_manager.services.updater import BackgroundUpdater
+from workflow_manager.services.workflows import WorkflowService
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_updater_thread_records_a_finished_workflow_and_stops(services):
 
 def test_a_failed_workflow_with_open_jobs_is_checked_until_they_end(served_app):
     from executor.batch import BatchExecutor
-    from workflow_manager.batch_output import BatchResultsTable, results_table_name
+    from executor.batch_results import BatchResultsTable, results_table_name
 
     clients = served_app.app.runtime.clients
     store = MemoryStore()

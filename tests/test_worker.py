@@ -22,9 +22,8 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import wait_for
-from workflow_manager import worker
-from workflow_manager.worker import (
+from executor.activity_worker import poller as worker
+from executor.activity_worker.poller import (
     ActivityWorker,
     CancelEvent,
     TaskOutcome,
@@ -36,6 +35,7 @@ from workflow_manager.worker import (
     start_workers_from_file,
     truncate_utf8,
 )
+from tests.conftest import wait_for
 
 SCRIPTS = Path(__file__).parent / "fixtures" / "worker"
 PROJECT_ROOT = Path(__file__).parent.parent
@@ -327,8 +327,8 @@ def test_shipped_workers_files_name_existing_scripts(path: str):
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[Any]:
-    emulator_module = pytest.importorskip("workflow_manager.emulator")
-    from executor import moto_compat
+    emulator_module = pytest.importorskip("workflow_manager.emulator.server")
+    from workflow_manager.emulator import moto_compat
 
     running = emulator_module.start_embedded_emulator()
     moto_compat.apply_moto_compat(activity_poll_seconds=ACTIVITY_POLL_SECONDS)
@@ -339,7 +339,7 @@ def emulator() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def sfn(emulator: Any) -> Any:
-    from workflow_manager.emulator import emulator_client_kwargs
+    from workflow_manager.emulator.server import emulator_client_kwargs
 
     return boto3.client("stepfunctions", **emulator_client_kwargs(emulator.endpoint_url))
 

@@ -22,8 +22,8 @@ def _serve(_args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from workflow_manager.aws import AwsClients
-    from workflow_manager.worker import run_worker_command
+    from executor.activity_worker.poller import run_worker_command
+    from workflow_manager.wiring import AwsClients
 
     config = Config.from_env()
     if config.backend == "embedded":
@@ -43,9 +43,8 @@ def _worker(args: argparse.Namespace) -> int:
 def _init_tables(_args: argparse.Namespace) -> int:
     """Create the DynamoDB store's tables (idempotent), on the backend WFM_BACKEND names (or
     WFM_DYNAMODB_ENDPOINT), named from WFM_DYNAMODB_PREFIX."""
-    from workflow_manager.app import build_dynamodb_store
-    from workflow_manager.aws import AwsClients
-    from workflow_manager.errors import WorkflowManagerError
+    from workflow_manager.domain.errors import WorkflowManagerError
+    from workflow_manager.wiring import AwsClients, build_dynamodb_store
 
     config = Config.from_env()
     if config.backend == "embedded" and config.dynamodb_endpoint is None:
@@ -76,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve the API (gunicorn, deploy/gunicorn.conf.py)")
     worker = commands.add_parser("worker", help="run an activity worker for a local command")
-    from workflow_manager.worker import add_worker_arguments
+    from executor.activity_worker.poller import add_worker_arguments
 
     add_worker_arguments(worker)
-    from workflow_manager.batch_output import (
+    from executor.batch_results import (
         add_job_input_arguments,
         add_publish_output_arguments,
         run_job_input,

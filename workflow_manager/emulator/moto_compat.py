@@ -81,7 +81,7 @@ def apply_moto_compat(activity_poll_seconds: float = DEFAULT_ACTIVITY_POLL_SECON
     installed = importlib.metadata.version("moto")
     if installed != MOTO_VERSION:
         raise RuntimeError(
-            f"executor.moto_compat patches moto {MOTO_VERSION} internals but moto {installed} is "
+            f"workflow_manager.emulator.moto_compat patches moto {MOTO_VERSION} internals but moto {installed} is "
             "installed: re-verify each fix against the new version before changing MOTO_VERSION"
         )
     with _apply_lock:

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from workflow_manager.models import JobStatus, Workflow, WorkflowStatus
+from workflow_manager.domain.models import JobStatus, Workflow, WorkflowStatus
 
 TERMINAL_WORKFLOW_STATUSES = frozenset(
     {WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED}

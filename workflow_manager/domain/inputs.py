@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from workflow_manager.errors import InvalidInput
+from workflow_manager.domain.errors import InvalidInput
 
 # Step Functions' limit on an execution's input: 256 KiB (AWS Step Functions quotas, "Maximum input
 # or output size for a task, state, or execution").

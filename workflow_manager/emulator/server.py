@@ -8,7 +8,7 @@ shaped it:
 - Step Functions service integrations (e.g. `batch:submitJob`) call `http://localhost:$MOTO_PORT`
   from inside the server, so `MOTO_PORT` in this process's environment must be the port the server
   listens on (moto's default is 5000).
-- moto's executing backend needs the fixes in `executor.moto_compat` (activities, StopExecution,
+- moto's executing backend needs the fixes in `workflow_manager.emulator.moto_compat` (activities, StopExecution,
   service integration casing, ...); they are applied here, before the server answers.
 """
 
@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 
-from executor.moto_batch import install_batch_runner
-from executor.moto_compat import apply_moto_compat
+from workflow_manager.emulator import DUMMY_CREDENTIALS
+from workflow_manager.emulator.batch_runner import install_batch_runner
+from workflow_manager.emulator.moto_compat import apply_moto_compat
 
 DEFAULT_REGION = "us-east-1"
-# moto accepts any credentials; boto3 refuses to sign a request without some.
-DUMMY_CREDENTIAL = "testing"
 # How long start_embedded_emulator waits for the server to answer its first request.
 STARTUP_TIMEOUT_SECONDS = 10.0
 
@@ -123,8 +122,7 @@ def emulator_client_kwargs(endpoint_url: str) -> dict[str, str]:
     return {
         "endpoint_url": endpoint_url,
         "region_name": os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
-        "aws_access_key_id": DUMMY_CREDENTIAL,
-        "aws_secret_access_key": DUMMY_CREDENTIAL,
+        **DUMMY_CREDENTIALS,
     }
 
 

@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
-from workflow_manager.errors import BackendUnavailable, InvalidInput, WorkflowManagerError
+from workflow_manager.domain.errors import BackendUnavailable, InvalidInput, WorkflowManagerError
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class BatchResultsTable:
 
 
 # The container commands. The `workflow-manager` CLI adds them as subcommands with the
-# add_*_arguments functions and runs them with run_*; `python -m workflow_manager.batch_output` runs
+# add_*_arguments functions and runs them with run_*; `python -m executor.batch_results` runs
 # them without it.
 
 
@@ -275,7 +275,7 @@ def run_job_input(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workflow_manager.batch_output")
+    parser = argparse.ArgumentParser(prog="python -m executor.batch_results")
     commands = parser.add_subparsers(dest="command", required=True)
     add_publish_output_arguments(commands.add_parser("publish-output"))
     add_job_input_arguments(commands.add_parser("job-input"))

@@ -14,9 +14,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from workflow_manager.errors import NotFound, WorkflowManagerError
-from workflow_manager.services import WorkflowService
-from workflow_manager.status import is_terminal, workflow_is_done
+from workflow_manager.domain.errors import NotFound, WorkflowManagerError
+from workflow_manager.domain.status import is_terminal, workflow_is_done
+from workflow_manager.services.workflows import WorkflowService
 
 log = logging.getLogger(__name__)
 

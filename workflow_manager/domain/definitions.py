@@ -27,8 +27,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from workflow_manager.errors import InvalidInput
-from workflow_manager.models import Manager
+from workflow_manager.domain.errors import InvalidInput
+from workflow_manager.domain.models import Manager
 
 # Step Functions names (state machines, activities, executions): "Minimum length of 1. Maximum length
 # of 80." (AWS Step Functions API Reference); contract section 1 applies it to definition, namespace

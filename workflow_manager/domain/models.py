@@ -1,7 +1,7 @@
 """The domain's entities: workflow definitions, workflows, jobs and state resources.
 
 Plain dataclasses with snake_case fields and aware UTC datetimes. The wire format (camelCase JSON,
-RFC 3339 millisecond times) lives in `workflow_manager.schemas`; States Language documents
+RFC 3339 millisecond times) lives in `workflow_manager.domain.schemas`; States Language documents
 (`state_machine`) stay as the caller's JSON objects with their PascalCase keys, because they are
 handed to Step Functions as they are.
 """

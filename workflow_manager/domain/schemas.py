@@ -13,7 +13,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, post_dump, post_load
 
-from workflow_manager.models import (
+from workflow_manager.domain.models import (
     Job,
     JobAttempt,
     JobStatus,

@@ -1,8 +1,6 @@
-"""Domain services: the rules of definitions, workflows and state resources.
-
-Handlers call one method each; these call the store and executor ports. Rules that are data live in
-`workflow_manager.status`; definition validation in `workflow_manager.definitions`; input rules in
-`workflow_manager.inputs`.
+"""The workflow use cases: start, resume, cancel, resolve, get, list and refresh, over the store and
+executor ports. Rules that are data live in `workflow_manager.domain.status`; definition rules in
+`workflow_manager.domain.definitions`; input rules in `workflow_manager.domain.inputs`.
 
 Pitfalls this module guards against:
 - Save before start: a workflow is saved before its execution starts, so no execution runs unknown
@@ -19,27 +17,22 @@ from datetime import timedelta
 from typing import Any
 
 from executor.interface import ExecutionReport, Executor
-from executor.routing import ExecutorRouter
 from store.interface import MAX_LIST_LIMIT, Store, WorkflowPage, WorkflowQuery
-from workflow_manager import definitions, inputs
-from workflow_manager.errors import (
+from workflow_manager.domain import definitions, inputs
+from workflow_manager.domain.errors import (
     ConcurrentModification,
     Conflict,
     InvalidInput,
     NotFound,
     WorkflowManagerError,
 )
-from workflow_manager.models import (
-    Manager,
-    StateResource,
-    StateResourceType,
+from workflow_manager.domain.models import (
     Workflow,
-    WorkflowDefinition,
     WorkflowStatus,
     new_id,
     utc_now,
 )
-from workflow_manager.status import (
+from workflow_manager.domain.status import (
     NOT_STARTED_JOB_STATUSES,
     is_terminal,
     transition_allowed,
@@ -53,95 +46,6 @@ log = logging.getLogger(__name__)
 ZOMBIE_WINDOW = timedelta(minutes=5)
 # Attempts of a read-modify-write before a concurrent-update conflict reaches the caller.
 MUTATE_ATTEMPTS = 5
-
-
-def resource_type_for_uri(uri: str) -> StateResourceType:
-    """The type a state resource has when the request names none (contract 3)."""
-    if uri.startswith("arn:") and ":batch:" in uri and ":job-definition/" in uri:
-        return StateResourceType.JOB_DEFINITION_ARN
-    if uri.startswith("arn:") and ":lambda:" in uri:
-        return StateResourceType.LAMBDA_FUNCTION_ARN
-    if uri.startswith("arn:") and ":states:" in uri and ":activity:" in uri:
-        return StateResourceType.ACTIVITY_ARN
-    if uri.startswith("arn:"):
-        return StateResourceType.TASK_ARN
-    return StateResourceType.ACTIVITY_ARN
-
-
-class DefinitionService:
-    def __init__(self, store: Store, executors: ExecutorRouter):
-        self._store = store
-        self._executors = executors
-
-    def _build(self, body: dict[str, Any]) -> WorkflowDefinition:
-        name = body.get("name") or ""
-        manager = body.get("manager") or Manager.STEP_FUNCTIONS.value
-        state_machine = body.get("stateMachine")
-        default_tags = body.get("defaultTags")
-        definitions.validate_definition(name, state_machine, manager, default_tags)
-        self._executors.validate_definition(manager, state_machine)
-        return WorkflowDefinition(
-            name=name,
-            state_machine=state_machine,
-            manager=Manager(manager),
-            default_tags=dict(default_tags or {}),
-        )
-
-    def create(self, body: dict[str, Any]) -> WorkflowDefinition:
-        definition = self._build(body)
-        definition.version = 0
-        try:
-            self._store.latest_workflow_definition(definition.name)
-        except NotFound:
-            return self._store.save_workflow_definition(definition)
-        raise Conflict(f"Already Exists: {definition.name}")
-
-    def update(self, name: str, body: dict[str, Any]) -> WorkflowDefinition:
-        if body.get("name") != name:
-            raise InvalidInput("Name in path must match WorkflowDefinition object")
-        definition = self._build(body)
-        return self._store.update_workflow_definition(definition)
-
-    def list_latest(self) -> list[WorkflowDefinition]:
-        return self._store.get_workflow_definitions()
-
-    def versions(self, name: str, latest: bool) -> list[WorkflowDefinition]:
-        if latest:
-            return [self._store.latest_workflow_definition(name)]
-        return self._store.get_workflow_definition_versions(name)
-
-    def get(self, name: str, version: int) -> WorkflowDefinition:
-        return self._store.get_workflow_definition(name, version)
-
-
-class StateResourceService:
-    def __init__(self, store: Store):
-        self._store = store
-
-    def put(self, body: dict[str, Any], path: tuple[str, str] | None = None) -> StateResource:
-        name = body.get("name") or ""
-        namespace = body.get("namespace") or ""
-        uri = body.get("uri") or ""
-        if path is not None:
-            path_namespace, path_name = path
-            if name != path_name:
-                raise InvalidInput("StateResource.Name does not match name in path")
-            if namespace != path_namespace:
-                raise InvalidInput("StateResource.Namespace does not match namespace in path")
-        definitions.validate_aws_name("StateResource name", name)
-        definitions.validate_aws_name("StateResource namespace", namespace)
-        if not uri:
-            raise InvalidInput("StateResource uri is required")
-        resource_type = body.get("type") or resource_type_for_uri(uri)
-        return self._store.save_state_resource(
-            StateResource(name=name, namespace=namespace, uri=uri, type=resource_type)
-        )
-
-    def get(self, namespace: str, name: str) -> StateResource:
-        return self._store.get_state_resource(namespace, name)
-
-    def delete(self, namespace: str, name: str) -> None:
-        self._store.delete_state_resource(namespace, name)
 
 
 class WorkflowService:

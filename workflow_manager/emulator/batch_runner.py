@@ -43,20 +43,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-from botocore.exceptions import ClientError
 from moto.batch.models import Job
 from moto.batch.responses import BatchResponse
 from moto.batch.utils import JobStatus as BatchJobStatus
 from moto.moto_api import state_manager
 
-from executor.moto_compat import MOTO_VERSION
+from workflow_manager.emulator import DUMMY_CREDENTIALS
+from workflow_manager.emulator.moto_compat import MOTO_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +69,7 @@ REASON_TIMEOUT = "Job attempt duration exceeded timeout"
 # The environment a job inherits from the service process (a container inherits nothing; these make
 # local commands work).
 INHERITED_ENVIRONMENT = ("HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT")
-DUMMY_CREDENTIAL = "testing"
 
-# Defaults of ensure_batch_environment (moto wants Batch names of at least 3 characters).
-DEFAULT_JOB_QUEUE = "default"
-DEFAULT_COMPUTE_ENVIRONMENT = "workflow-manager-local"
-DEFAULT_SERVICE_ROLE = "workflow-manager-batch"
-# Never pulled: the runner runs the command locally.
-EMULATOR_IMAGE = "workflow-manager/local"
-_BATCH_TRUST_POLICY = (
-    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
-    '"Principal":{"Service":"batch.amazonaws.com"},"Action":"sts:AssumeRole"}]}'
-)
 
 _install_lock = threading.Lock()
 _installed = False
@@ -100,7 +86,7 @@ def install_batch_runner(endpoint_url: str | None = None, poll_seconds: float = 
     installed = importlib.metadata.version("moto")
     if installed != MOTO_VERSION:
         raise RuntimeError(
-            f"executor.moto_batch patches moto {MOTO_VERSION} internals but moto {installed} is installed"
+            f"workflow_manager.emulator.batch_runner patches moto {MOTO_VERSION} internals but moto {installed} is installed"
         )
     with _install_lock:
         _options.update(endpoint_url=endpoint_url, poll_seconds=poll_seconds)
@@ -309,8 +295,8 @@ def _process_environment(job: Job, attempt: int) -> dict[str, str]:
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
-            "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIAL,
-            "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIAL,
+            "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS["aws_secret_access_key"],
         }
     )
     return environment
@@ -332,122 +318,3 @@ def _put_logs(job: Job, output: bytes, started: datetime) -> None:
         )
     except Exception:  # logs are a convenience; never fail a job over them
         log.debug("could not store the logs of job %s", job.job_id, exc_info=True)
-
-
-# The environment make run and tests need
-
-
-@dataclass
-class BatchEnvironment:
-    role_arn: str
-    compute_environment_arn: str
-    job_queue_arn: str
-    job_definition_arns: dict[str, str] = field(default_factory=dict)
-
-
-def resolve_command(command: Sequence[str] | str, base_dir: str | os.PathLike[str] | None) -> list[str]:
-    """A command with its relative paths resolved against `base_dir` (the workers file's rule): the
-    first element when it contains a `/`, and any later argument that contains a `/` and names an
-    existing file or directory there. A string is run with `sh -c`."""
-    parts = ["sh", "-c", command] if isinstance(command, str) else [str(part) for part in command]
-    if base_dir is None or not parts:
-        return parts
-    base = Path(base_dir)
-    if "/" in parts[0] and not os.path.isabs(parts[0]):
-        parts[0] = str((base / parts[0]).resolve())
-    for index in range(1, len(parts)):
-        argument = parts[index]
-        if "/" in argument and not os.path.isabs(argument) and (base / argument).exists():
-            parts[index] = str((base / argument).resolve())
-    return parts
-
-
-def load_job_definitions(path: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """The job definitions of a YAML file `job-definitions: {name: {command: [...]}}` (or
-    `{name: [...]}`), commands resolved against the file's folder. ValueError on a malformed file."""
-    path = Path(path)
-    document = yaml.safe_load(path.read_text()) or {}
-    entries = document.get("job-definitions") if isinstance(document, dict) else None
-    if not isinstance(entries, dict):
-        raise ValueError(f"{path}: expected a mapping `job-definitions: {{name: {{command: [...]}}}}`")
-    definitions = {}
-    for name, entry in entries.items():
-        command = entry.get("command") if isinstance(entry, dict) else entry
-        if not (isinstance(command, str) and command) and not (
-            isinstance(command, list) and command and all(isinstance(p, str | int) for p in command)
-        ):
-            raise ValueError(f"{path}: job definition '{name}' needs a command (a list or a string)")
-        definitions[str(name)] = resolve_command(command, path.parent)
-    return definitions
-
-
-def ensure_batch_environment(
-    batch_client: Any,
-    iam_client: Any,
-    job_definitions: Mapping[str, Sequence[str] | str],
-    *,
-    base_dir: str | os.PathLike[str] | None = None,
-    queue_name: str = DEFAULT_JOB_QUEUE,
-    compute_environment_name: str = DEFAULT_COMPUTE_ENVIRONMENT,
-    role_name: str = DEFAULT_SERVICE_ROLE,
-) -> BatchEnvironment:
-    """Create, unless they exist, the IAM service role, an unmanaged compute environment, the job
-    queue `queue_name` and a job definition per entry of `job_definitions` (name -> command, relative
-    paths resolved against `base_dir`). A job definition whose latest active revision runs another
-    command gets a new revision. Idempotent."""
-    try:
-        role_arn = iam_client.get_role(RoleName=role_name)["Role"]["Arn"]
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") != "NoSuchEntity":
-            raise
-        role_arn = iam_client.create_role(RoleName=role_name, AssumeRolePolicyDocument=_BATCH_TRUST_POLICY)[
-            "Role"
-        ]["Arn"]
-
-    environments = batch_client.describe_compute_environments(computeEnvironments=[compute_environment_name])[
-        "computeEnvironments"
-    ]
-    if environments:
-        environment_arn = environments[0]["computeEnvironmentArn"]
-    else:
-        environment_arn = batch_client.create_compute_environment(
-            computeEnvironmentName=compute_environment_name,
-            type="UNMANAGED",
-            state="ENABLED",
-            serviceRole=role_arn,
-        )["computeEnvironmentArn"]
-
-    queues = batch_client.describe_job_queues(jobQueues=[queue_name])["jobQueues"]
-    if queues:
-        queue_arn = queues[0]["jobQueueArn"]
-    else:
-        queue_arn = batch_client.create_job_queue(
-            jobQueueName=queue_name,
-            state="ENABLED",
-            priority=1,
-            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment_arn}],
-        )["jobQueueArn"]
-
-    arns = {}
-    for name, command in job_definitions.items():
-        resolved = resolve_command(command, base_dir)
-        active = batch_client.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")[
-            "jobDefinitions"
-        ]
-        latest = max(active, key=lambda d: d["revision"]) if active else None
-        if latest is not None and latest.get("containerProperties", {}).get("command") == resolved:
-            arns[name] = latest["jobDefinitionArn"]
-            continue
-        arns[name] = batch_client.register_job_definition(
-            jobDefinitionName=name,
-            type="container",
-            containerProperties={
-                "image": EMULATOR_IMAGE,
-                "command": resolved,
-                "resourceRequirements": [
-                    {"type": "VCPU", "value": "1"},
-                    {"type": "MEMORY", "value": "512"},
-                ],
-            },
-        )["jobDefinitionArn"]
-    return BatchEnvironment(role_arn, environment_arn, queue_arn, arns)

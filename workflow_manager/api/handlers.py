@@ -1,6 +1,6 @@
 """HTTP handlers, one per swagger operationId (snake_cased), each a few lines: take the validated
 request, call one domain service, return `(body, status[, headers])`. Errors are raised as
-`workflow_manager.errors` and turned into responses in one place (`workflow_manager.app`)."""
+`workflow_manager.domain.errors` and turned into responses in one place (`workflow_manager.app`)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from store.interface import WorkflowQuery
-from workflow_manager import schemas
-from workflow_manager.errors import InvalidInput
-from workflow_manager.models import WorkflowStatus
-from workflow_manager.services import (
-    DefinitionService,
-    StateResourceService,
-    WorkflowService,
-)
+from workflow_manager.domain import schemas
+from workflow_manager.domain.errors import InvalidInput
+from workflow_manager.domain.models import WorkflowStatus
+from workflow_manager.services.definitions import DefinitionService
+from workflow_manager.services.state_resources import StateResourceService
+from workflow_manager.services.workflows import WorkflowService
 
 
 def _required_body(body: Any) -> dict[str, Any]:

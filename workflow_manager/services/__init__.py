@@ -1,0 +1,5 @@
+"""Use cases over the ports: definitions, workflows, state resources and the background updater.
+
+Services take typed arguments (the handlers translate the wire format) and depend only on the port
+interfaces (`store.interface`, `executor.interface`), never on an implementation.
+"""

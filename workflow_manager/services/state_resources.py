@@ -1,0 +1,54 @@
+"""The state resource use cases: put, get and delete the (namespace, name) -> URI map that Task
+states' `Resource` names are resolved through."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from store.interface import Store
+from workflow_manager.domain import definitions
+from workflow_manager.domain.errors import InvalidInput
+from workflow_manager.domain.models import StateResource, StateResourceType
+
+
+def resource_type_for_uri(uri: str) -> StateResourceType:
+    """The type a state resource has when the request names none (contract 3)."""
+    if uri.startswith("arn:") and ":batch:" in uri and ":job-definition/" in uri:
+        return StateResourceType.JOB_DEFINITION_ARN
+    if uri.startswith("arn:") and ":lambda:" in uri:
+        return StateResourceType.LAMBDA_FUNCTION_ARN
+    if uri.startswith("arn:") and ":states:" in uri and ":activity:" in uri:
+        return StateResourceType.ACTIVITY_ARN
+    if uri.startswith("arn:"):
+        return StateResourceType.TASK_ARN
+    return StateResourceType.ACTIVITY_ARN
+
+
+class StateResourceService:
+    def __init__(self, store: Store):
+        self._store = store
+
+    def put(self, body: dict[str, Any], path: tuple[str, str] | None = None) -> StateResource:
+        name = body.get("name") or ""
+        namespace = body.get("namespace") or ""
+        uri = body.get("uri") or ""
+        if path is not None:
+            path_namespace, path_name = path
+            if name != path_name:
+                raise InvalidInput("StateResource.Name does not match name in path")
+            if namespace != path_namespace:
+                raise InvalidInput("StateResource.Namespace does not match namespace in path")
+        definitions.validate_aws_name("StateResource name", name)
+        definitions.validate_aws_name("StateResource namespace", namespace)
+        if not uri:
+            raise InvalidInput("StateResource uri is required")
+        resource_type = body.get("type") or resource_type_for_uri(uri)
+        return self._store.save_state_resource(
+            StateResource(name=name, namespace=namespace, uri=uri, type=resource_type)
+        )
+
+    def get(self, namespace: str, name: str) -> StateResource:
+        return self._store.get_state_resource(namespace, name)
+
+    def delete(self, namespace: str, name: str) -> None:
+        self._store.delete_state_resource(namespace, name)
