@@ -32,8 +32,6 @@ of at least 60 s).
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +42,12 @@ from executor import aws_errors, batch_plan, sfn_naming
 from executor import batch_results as batch_output
 from executor.batch_results import BatchResultsTable
 from executor.interface import ExecutionReport
+from executor.rate_limit import TokenBucket
+from workflow_manager.domain.aws import (
+    DESCRIBE_JOBS_MAX_IDS,
+    MAX_SUBMIT_JOB_PAYLOAD_BYTES,
+    MAX_SUBMIT_JOBS_PER_SECOND,
+)
 from workflow_manager.domain.errors import (
     BackendError,
     BackendUnavailable,
@@ -63,16 +67,10 @@ from workflow_manager.domain.models import (
 
 log = logging.getLogger(__name__)
 
-# "Maximum number of transactions per second (TPS) for each account for SubmitJob operations: 50"
-# (AWS Batch service quotas).
-MAX_SUBMIT_JOBS_PER_SECOND = 50
-# "Maximum job payload size (for SubmitJob API operations): 30 KiB" (AWS Batch service quotas). The
-# workflow input goes into the first jobs' environment (`_BATCH_START`); this much of the payload is
-# left for it, the rest for names, ids and the other variables.
-MAX_SUBMIT_JOB_PAYLOAD_BYTES = 30 * 1024
-MAX_START_INPUT_BYTES = 24 * 1024
-# DescribeJobs: "jobs: A list of up to 100 job IDs" (AWS Batch API Reference).
-DESCRIBE_JOBS_MAX_IDS = 100
+# The workflow input goes into the first jobs' environment (`_BATCH_START`), within SubmitJob's
+# payload limit (MAX_SUBMIT_JOB_PAYLOAD_BYTES); the rest is left for names, ids and other variables.
+SUBMIT_JOB_PAYLOAD_RESERVE_BYTES = 6 * 1024
+MAX_START_INPUT_BYTES = MAX_SUBMIT_JOB_PAYLOAD_BYTES - SUBMIT_JOB_PAYLOAD_RESERVE_BYTES
 
 DEFAULT_QUEUE_NAME = "default"
 # The prefix cancel() gives a job's reason, and by which the status mapping knows a user's cancel.
@@ -175,40 +173,6 @@ def job_name(namespace: str, state_name: str) -> str:
     return sfn_naming.batch_job_name(f"{namespace}{sfn_naming.NAME_SEPARATOR}{state_name}")
 
 
-class SubmitRateLimiter:
-    """A blocking token bucket: at most `rate_per_second` SubmitJob calls per second on average, in
-    bursts of up to `burst`. Thread-safe; shared by every start of one executor."""
-
-    def __init__(
-        self,
-        rate_per_second: float = MAX_SUBMIT_JOBS_PER_SECOND,
-        burst: float | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        self._rate = rate_per_second
-        self._capacity = burst if burst is not None else rate_per_second
-        self._tokens = self._capacity
-        self._clock = clock
-        self._sleep = sleep
-        self._stamp = clock()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
-                self._stamp = now
-                # The epsilon absorbs float rounding: a sleep of exactly the computed wait must do.
-                if self._tokens >= 1 - 1e-9:
-                    self._tokens = max(0.0, self._tokens - 1)
-                    return
-                wait = (1 - self._tokens) / self._rate
-            self._sleep(wait)
-
-
 class BatchExecutor:
     def __init__(
         self,
@@ -218,7 +182,7 @@ class BatchExecutor:
         default_queue: str,
         custom_queues: Mapping[str, str] | None = None,
         lookup_state_resource: Callable[[str, str], StateResource | None] | None = None,
-        submit_limiter: SubmitRateLimiter | None = None,
+        submit_limiter: TokenBucket | None = None,
     ):
         """`default_queue` is the job queue (name or ARN) of the workflow queue `default` (the
         reference's DEFAULT_BATCH_QUEUE); `custom_queues` maps other workflow queues to job queues
@@ -228,7 +192,7 @@ class BatchExecutor:
         self._default_queue = default_queue
         self._custom_queues = dict(custom_queues or {})
         self._lookup_state_resource = lookup_state_resource or (lambda _namespace, _name: None)
-        self._limiter = submit_limiter or SubmitRateLimiter()
+        self._limiter = submit_limiter or TokenBucket(MAX_SUBMIT_JOBS_PER_SECOND)
 
     # Building the submissions
 

@@ -31,16 +31,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from workflow_manager.domain.aws import MAX_BATCH_ATTEMPTS, MAX_JOB_DEPENDENCIES, MIN_ATTEMPT_DURATION_SECONDS
 from workflow_manager.domain.errors import InvalidInput
 
-# "Maximum number of job dependencies for a job: 20" (AWS Batch service quotas, resource table).
-MAX_JOB_DEPENDENCIES = 20
-# RetryStrategy.attempts: "You can specify between 1 and 10 attempts" (AWS Batch API Reference,
-# RetryStrategy).
-MAX_BATCH_ATTEMPTS = 10
-# JobTimeout.attemptDurationSeconds: "The minimum value for the timeout is 60 seconds" (AWS Batch API
-# Reference, JobTimeout).
-MIN_ATTEMPT_DURATION_SECONDS = 60
 # States Language: a retrier without MaxAttempts retries 3 times.
 DEFAULT_RETRIER_MAX_ATTEMPTS = 3
 

@@ -19,8 +19,8 @@ The executor gives every job `_BATCH_DEPENDENCIES` (comma-joined job ids, as the
 each job's `output` and `input` and the workflow's `output`; `dependents_input` is the one rule both
 sides use.
 
-Limits: an output is at most MAX_OUTPUT_BYTES (Step Functions' payload limit, well under DynamoDB's
-400 KB item limit); BatchGetItem reads at most BATCH_GET_ITEM_MAX_KEYS ids per call.
+Limits: an output is at most MAX_PAYLOAD_BYTES (Step Functions' payload limit, well under DynamoDB's
+400 KB item limit); BatchGetItem reads at most DYNAMODB_BATCH_GET_MAX_KEYS ids per call.
 """
 
 from __future__ import annotations
@@ -34,19 +34,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
+from workflow_manager.domain.aws import DYNAMODB_BATCH_GET_MAX_KEYS, MAX_PAYLOAD_BYTES
 from workflow_manager.domain.errors import BackendUnavailable, InvalidInput, WorkflowManagerError
 
 log = logging.getLogger(__name__)
 
 RESULTS_TABLE_SUFFIX = "-batch-results"
 DEFAULT_RESULTS_TABLE = f"workflow-manager{RESULTS_TABLE_SUFFIX}"
-# Step Functions' limit on a state's input or output, 256 KiB (AWS Step Functions quotas): outputs
-# become the workflow's output and a resumed workflow's input, so they follow the same limit. A
-# DynamoDB item is at most 400 KB (DynamoDB quotas, "Item size").
-MAX_OUTPUT_BYTES = 256 * 1024
-# "A single operation can retrieve up to 16 MB of data, which can contain as many as 100 items"
-# (DynamoDB API Reference, BatchGetItem).
-BATCH_GET_ITEM_MAX_KEYS = 100
 # Outputs are needed while a workflow runs (its dependents and the service read them); the service
 # keeps them on the workflow's jobs afterwards. DynamoDB's TTL deletes items after this long.
 RESULT_TTL_SECONDS = 90 * 24 * 3600
@@ -138,7 +132,7 @@ class BatchResultsTable:
 
     def publish(self, job_id: str, output: str, *, workflow_id: str = "", state: str = "") -> None:
         """Store `output` (JSON text) as the output of Batch job `job_id`. Raises InvalidInput for
-        text that is not JSON or is over MAX_OUTPUT_BYTES."""
+        text that is not JSON or is over MAX_PAYLOAD_BYTES."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         output = output.strip()
@@ -147,8 +141,8 @@ class BatchResultsTable:
         except ValueError as err:
             raise InvalidInput(f"output is not valid JSON: {err}") from err
         size = len(output.encode())
-        if size > MAX_OUTPUT_BYTES:
-            raise InvalidInput(f"output is {size} bytes, over the limit of {MAX_OUTPUT_BYTES} bytes")
+        if size > MAX_PAYLOAD_BYTES:
+            raise InvalidInput(f"output is {size} bytes, over the limit of {MAX_PAYLOAD_BYTES} bytes")
         item = {
             KEY_ATTRIBUTE: {"S": job_id},
             RESULT_ATTRIBUTE: {"S": output},
@@ -171,8 +165,8 @@ class BatchResultsTable:
         ids = list(dict.fromkeys(job_ids))
         found: dict[str, str] = {}
         try:
-            for start in range(0, len(ids), BATCH_GET_ITEM_MAX_KEYS):
-                keys = [{KEY_ATTRIBUTE: {"S": i}} for i in ids[start : start + BATCH_GET_ITEM_MAX_KEYS]]
+            for start in range(0, len(ids), DYNAMODB_BATCH_GET_MAX_KEYS):
+                keys = [{KEY_ATTRIBUTE: {"S": i}} for i in ids[start : start + DYNAMODB_BATCH_GET_MAX_KEYS]]
                 request = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
                 while request:
                     response = self._dynamodb.batch_get_item(RequestItems=request)

@@ -6,7 +6,7 @@ execution per workflow, named by the workflow id.
 - Activities a definition uses are created (idempotently) before its state machine, so a worker that
   starts later finds them and the emulator knows them.
 - Every page of the execution history is read (contract 7): no job is dropped because a workflow is
-  large. The history is read in pages of HISTORY_PAGE_SIZE, the API's maximum, to spend as few
+  large. The history is read in pages of MAX_HISTORY_PAGE_SIZE, the API's maximum, to spend as few
   GetExecutionHistory calls as possible on its low rate limit.
 """
 
@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from executor import aws_errors, sfn_history, sfn_naming
 from executor.interface import ExecutionReport
 from workflow_manager.domain import inputs
+from workflow_manager.domain.aws import MAX_HISTORY_PAGE_SIZE
 from workflow_manager.domain.errors import (
     BackendUnavailable,
     Conflict,
@@ -34,7 +35,6 @@ from workflow_manager.domain.models import StateResource, Workflow, WorkflowStat
 log = logging.getLogger(__name__)
 
 # GetExecutionHistory's maximum page size (AWS Step Functions API reference, maxResults).
-HISTORY_PAGE_SIZE = 1000
 
 EXECUTION_STATUS_TO_WORKFLOW_STATUS = {
     "RUNNING": WorkflowStatus.RUNNING,
@@ -213,7 +213,7 @@ class StepFunctionsExecutor:
 
     def _history(self, execution_arn: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": HISTORY_PAGE_SIZE}
+        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": MAX_HISTORY_PAGE_SIZE}
         try:
             while True:
                 page = self._sfn.get_execution_history(**kwargs)

@@ -17,7 +17,7 @@ belongs to the job of its `previousEventId`. Events of different Parallel branch
 interleave in the history, but each one's `previousEventId` chain stays inside its own branch, so the
 chains keep the jobs apart.
 
-A standard execution has at most 25,000 events (MAX_HISTORY_EVENTS, a Step Functions quota); the work
+A standard execution has at most 25,000 events (a Step Functions quota); the work
 is one pass with a dict lookup per event.
 """
 
@@ -42,8 +42,6 @@ from workflow_manager.domain.status import DONE_JOB_STATUSES
 
 log = logging.getLogger(__name__)
 
-# Step Functions quota: "Maximum execution history size: 25,000 events" (standard workflows).
-MAX_HISTORY_EVENTS = 25_000
 # The reference's maxFailureReasonLines: how much of a failure's cause goes into statusReason.
 MAX_FAILURE_REASON_LINES = 3
 

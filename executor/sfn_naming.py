@@ -31,24 +31,21 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from workflow_manager.domain.aws import (
+    EXECUTION_NAME_KEY,
+    MAX_BATCH_JOB_NAME_LENGTH,
+    MAX_NAME_LENGTH,
+    NAME_SEPARATOR,
+    activity_name,
+    is_forbidden_name_character,
+)
 from workflow_manager.domain.errors import InvalidInput
 from workflow_manager.domain.models import StateResource, StateResourceType
 
-# Step Functions CreateStateMachine / CreateActivity / StartExecution: "name: Length Constraints:
-# Minimum length of 1. Maximum length of 80." (AWS Step Functions API Reference).
-MAX_STATE_MACHINE_NAME_LENGTH = 80
-MAX_ACTIVITY_NAME_LENGTH = 80
-
-# The characters the reference replaces by "-" in state machine names
-# (executor/sfnconventions/sfnconventions.go, note 3.1); they are the ones the Step Functions API
-# reference forbids in names ("white space, brackets < > { } [ ], wildcard characters ? *, special
-# characters \" # % \\ ^ | ~ ` $ & , ; : /"). Other whitespace and the control characters
-# U+0000-001F and U+007F-009F, also forbidden by AWS, are replaced too.
-FORBIDDEN_NAME_CHARACTERS = frozenset(' <>{}[]?*"#%\\^|~`$&,;:/')
+# The reference replaces the characters Step Functions forbids in names by "-" in state machine names
+# (executor/sfnconventions/sfnconventions.go, note 3.1; `domain.aws.is_forbidden_name_character`).
 NAME_REPLACEMENT = "-"
 
-# Separator between the parts of a state machine name and of `{namespace}--{resource}` names.
-NAME_SEPARATOR = "--"
 
 # A shortened state machine name ends in NAME_SEPARATOR + this many hex digits of the SHA-256 of the
 # full name: 40 bits, so two definitions sharing the 68-character prefix collide with odds of about
@@ -77,14 +74,10 @@ GLUE_PREFIX = "glue:"
 BATCH_PREFIX = "batch:"
 ARN_PREFIX = "arn:"
 
-# Batch SubmitJob jobName: "up to 128 letters (uppercase and lowercase), numbers, hyphens, and
-# underscores" and "the first character must be alphanumeric" (AWS Batch API Reference).
-MAX_BATCH_JOB_NAME_LENGTH = 128
 _BATCH_JOB_NAME_INVALID = re.compile(r"[^A-Za-z0-9_-]")
 
 # Map states forward the execution name (the workflow id, injected at the top level of the input by
 # the executor) into every iteration, for the activity workers (note 3.4).
-EXECUTION_NAME_KEY = "_EXECUTION_NAME"
 EXECUTION_NAME_PARAMETER = f"{EXECUTION_NAME_KEY}.$"
 EXECUTION_NAME_PATH = f"$.{EXECUTION_NAME_KEY}"
 
@@ -103,19 +96,14 @@ class StateMachineNameParts(NamedTuple):
 # Names
 
 
-def _is_forbidden(char: str) -> bool:
-    code = ord(char)
-    return char in FORBIDDEN_NAME_CHARACTERS or char.isspace() or code <= 0x1F or 0x7F <= code <= 0x9F
-
-
 def _replace_forbidden(name: str) -> str:
-    return "".join(NAME_REPLACEMENT if _is_forbidden(c) else c for c in name)
+    return "".join(NAME_REPLACEMENT if is_forbidden_name_character(c) else c for c in name)
 
 
 def state_machine_name(namespace: str, definition_name: str, version: int, start_at: str) -> str:
     """`{namespace}--{name}--{version}--{StartAt}` with forbidden characters replaced by `-`.
 
-    A name longer than MAX_STATE_MACHINE_NAME_LENGTH is shortened to exactly that length: its first
+    A name longer than MAX_NAME_LENGTH is shortened to exactly that length: its first
     68 characters, then `--`, then the first 10 hex digits of the SHA-256 of the full name
     (after replacement, so the same name always gives the same hash). The result is deterministic (the same definition always finds its state machine)
     and two long names that differ anywhere, even only past the cut, get different names. Shortened
@@ -123,10 +111,10 @@ def state_machine_name(namespace: str, definition_name: str, version: int, start
     carry the parts.
     """
     full = _replace_forbidden(NAME_SEPARATOR.join((namespace, definition_name, str(version), start_at)))
-    if len(full) <= MAX_STATE_MACHINE_NAME_LENGTH:
+    if len(full) <= MAX_NAME_LENGTH:
         return full
     digest = hashlib.sha256(full.encode("utf-8")).hexdigest()[:SHORTENED_NAME_HASH_LENGTH]
-    keep = MAX_STATE_MACHINE_NAME_LENGTH - len(NAME_SEPARATOR) - SHORTENED_NAME_HASH_LENGTH
+    keep = MAX_NAME_LENGTH - len(NAME_SEPARATOR) - SHORTENED_NAME_HASH_LENGTH
     return f"{full[:keep]}{NAME_SEPARATOR}{digest}"
 
 
@@ -134,7 +122,7 @@ def is_shortened_state_machine_name(name: str) -> bool:
     """Whether `name` has the shape `state_machine_name` gives a shortened name: exactly 80
     characters ending in `--` and 10 lowercase hex digits. (An unshortened name of exactly 80
     characters whose StartAt is 10 hex digits looks the same; no real definition is expected to.)"""
-    return len(name) == MAX_STATE_MACHINE_NAME_LENGTH and _SHORTENED_NAME.fullmatch(name) is not None
+    return len(name) == MAX_NAME_LENGTH and _SHORTENED_NAME.fullmatch(name) is not None
 
 
 def parse_state_machine_name(name: str) -> StateMachineNameParts:
@@ -153,11 +141,6 @@ def parse_state_machine_name(name: str) -> StateMachineNameParts:
     except ValueError:
         raise ValueError(f"state machine name has a non-integer version '{version}': '{name}'") from None
     return StateMachineNameParts(namespace, definition_name, version_number, start_at)
-
-
-def activity_name(namespace: str, resource: str) -> str:
-    """`{namespace}--{resource}`: the activity an sfncli worker for `resource` polls."""
-    return f"{namespace}{NAME_SEPARATOR}{resource}"
 
 
 def batch_job_name(state_name: str) -> str:
@@ -371,12 +354,12 @@ def _submit_batch_job(
 
 
 def _check_activity_name(state_name: str, name: str) -> None:
-    if len(name) > MAX_ACTIVITY_NAME_LENGTH:
+    if len(name) > MAX_NAME_LENGTH:
         raise InvalidInput(
             f"activity name of Task state '{state_name}' is longer than "
-            f"{MAX_ACTIVITY_NAME_LENGTH} characters: '{name}'"
+            f"{MAX_NAME_LENGTH} characters: '{name}'"
         )
-    forbidden = sorted({c for c in name if _is_forbidden(c)})
+    forbidden = sorted({c for c in name if is_forbidden_name_character(c)})
     if forbidden:
         raise InvalidInput(
             f"activity name of Task state '{state_name}' contains characters Step Functions "

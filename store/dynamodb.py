@@ -98,6 +98,7 @@ from pynamodb.models import Model
 from store.clock import MonotonicClock
 from store.interface import WorkflowPage, WorkflowQuery
 from store.paging import decode_page_token, encode_page_token
+from workflow_manager.domain.aws import DYNAMODB_BATCH_WRITE_MAX_ITEMS
 from workflow_manager.domain.errors import (
     BackendError,
     BackendUnavailable,
@@ -126,9 +127,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "workflow-manager"
 DEFAULT_RETENTION = timedelta(days=30)  # the reference's `_ttl`: createdAt + 30 days
 
-# DynamoDB limits (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html).
-DYNAMODB_ITEM_LIMIT = 400 * 1024  # bytes per item, names and values together
-BATCH_WRITE_LIMIT = 25  # items per BatchWriteItem
 # The payload bytes one item carries: leaves ~59 KB of DYNAMODB_ITEM_LIMIT for the keys and the small
 # attributes (names under 80 characters, times, counts).
 PART_BYTES = 350 * 1000
@@ -514,8 +512,8 @@ class DynamoDbStore:
         requests = [("put", item.serialize()) for item in puts] + [
             ("delete", item._get_keys()) for item in deletes
         ]
-        for start in range(0, len(requests), BATCH_WRITE_LIMIT):
-            chunk = requests[start : start + BATCH_WRITE_LIMIT]
+        for start in range(0, len(requests), DYNAMODB_BATCH_WRITE_MAX_ITEMS):
+            chunk = requests[start : start + DYNAMODB_BATCH_WRITE_MAX_ITEMS]
             put_items = [body for kind, body in chunk if kind == "put"]
             delete_items = [body for kind, body in chunk if kind == "delete"]
             for attempt in range(1, self._retry.attempts + 1):

@@ -25,16 +25,16 @@ from botocore.config import Config as BotoConfig
 
 from executor.batch import (
     ABORTED_BY_USER_PREFIX,
-    MAX_SUBMIT_JOBS_PER_SECOND,
     SUBMISSION_FAILED_PREFIX,
     BatchExecutor,
-    SubmitRateLimiter,
     job_name,
     job_status_from_batch,
     workflow_status_from_jobs,
 )
 from executor.batch_results import BatchResultsTable, dependents_input
+from executor.rate_limit import TokenBucket
 from tests.conftest import DATA, FIXTURES, load_fixture, wait_for
+from workflow_manager.domain.aws import MAX_SUBMIT_JOBS_PER_SECOND
 from workflow_manager.domain.definitions import prune_unreachable_states
 from workflow_manager.domain.errors import BackendUnavailable, InvalidInput, NotFound
 from workflow_manager.domain.models import (
@@ -168,7 +168,7 @@ def test_submissions_are_limited_to_fifty_per_second():
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    limiter = SubmitRateLimiter(clock=lambda: now[0], sleep=sleep)
+    limiter = TokenBucket(MAX_SUBMIT_JOBS_PER_SECOND, clock=lambda: now[0], sleep=sleep)
     for _ in range(MAX_SUBMIT_JOBS_PER_SECOND * 3):
         limiter.acquire()
     # A burst of 50, then 50 a second: 150 submissions take 2 seconds.

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from workflow_manager.domain import definitions
+from workflow_manager.domain import aws
+from workflow_manager.domain.aws import MAX_NAME_LENGTH
 from workflow_manager.domain.definitions import (
-    MAX_NAME_LENGTH,
     count_states,
     find_state,
     prune_unreachable_states,
@@ -317,7 +317,7 @@ def test_batch_definition_with_map_or_wait_is_rejected(replacement):
 # Names usable in AWS names (contract section 1).
 
 
-@pytest.mark.parametrize("char", [*sorted(definitions.FORBIDDEN_NAME_CHARACTERS), " ", "\t", "\n", "\x07"])
+@pytest.mark.parametrize("char", [*sorted(aws.FORBIDDEN_NAME_CHARACTERS), " ", "\t", "\n", "\x07"])
 def test_definition_name_with_a_forbidden_character_is_rejected(char):
     name = f"my{char}workflow"
     error = assert_invalid(lambda: validate_definition(name, kitchensink(), "step-functions", {}))

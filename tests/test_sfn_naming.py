@@ -14,7 +14,6 @@ import pytest
 from executor import sfn_naming
 from executor.sfn_naming import (
     DEFAULT_RETRIER,
-    MAX_STATE_MACHINE_NAME_LENGTH,
     StateMachineNameParts,
     activity_arn,
     activity_names_in,
@@ -25,6 +24,7 @@ from executor.sfn_naming import (
     state_machine_name,
     state_machine_tags,
 )
+from workflow_manager.domain.aws import MAX_NAME_LENGTH
 from workflow_manager.domain.errors import InvalidInput
 from workflow_manager.domain.models import StateResource, StateResourceType
 
@@ -80,16 +80,16 @@ def test_long_state_machine_name_is_shortened_deterministically_and_uniquely():
     first = state_machine_name("production", long_name, 12, "start-state-one")
     second = state_machine_name("production", long_name, 12, "start-state-two")
 
-    assert len(first) == MAX_STATE_MACHINE_NAME_LENGTH
-    assert len(second) == MAX_STATE_MACHINE_NAME_LENGTH
+    assert len(first) == MAX_NAME_LENGTH
+    assert len(second) == MAX_NAME_LENGTH
     assert first != second
     assert first == state_machine_name("production", long_name, 12, "start-state-one")
     assert first.startswith("production--a-very-long-workflow-definition-name-")
 
 
 def test_name_of_exactly_the_limit_is_kept():
-    name = state_machine_name("ns", "n" * (MAX_STATE_MACHINE_NAME_LENGTH - len("ns--n--1--s") + 1), 1, "s")
-    assert len(name) == MAX_STATE_MACHINE_NAME_LENGTH
+    name = state_machine_name("ns", "n" * (MAX_NAME_LENGTH - len("ns--n--1--s") + 1), 1, "s")
+    assert len(name) == MAX_NAME_LENGTH
     assert name.endswith("--1--s")
 
 

@@ -220,7 +220,7 @@ def test_long_error_name_is_truncated_without_splitting_a_character():
 
     assert outcome.error.endswith("[truncated]")
     assert outcome.error.startswith("é" * 100)
-    assert len(outcome.error.encode()) <= worker.MAX_ERROR_LENGTH
+    assert len(outcome.error.encode()) <= worker.MAX_TASK_ERROR_LENGTH
     assert "\ufffd" not in outcome.error
     assert outcome.cause == "short cause"
 
@@ -233,7 +233,7 @@ def test_long_cause_is_truncated_to_the_send_task_failure_limit():
     assert outcome.error == "sfncli.TaskInputNotJSON"
     assert outcome.cause.startswith("task input not valid JSON: '€€€")
     assert outcome.cause.endswith("€[truncated]")
-    assert len(outcome.cause.encode()) <= worker.MAX_CAUSE_LENGTH
+    assert len(outcome.cause.encode()) <= worker.MAX_TASK_CAUSE_LENGTH
     assert "\ufffd" not in outcome.cause
 
 

@@ -67,9 +67,16 @@ from typing import Any
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
+from workflow_manager.domain.aws import (
+    EXECUTION_NAME_KEY,
+    MAX_NAME_LENGTH,
+    MAX_TASK_CAUSE_LENGTH,
+    MAX_TASK_ERROR_LENGTH,
+    NAME_SEPARATOR,
+)
+
 log = logging.getLogger(__name__)
 
-EXECUTION_NAME_KEY = "_EXECUTION_NAME"
 WORK_DIR_ENV = "WORK_DIR"
 
 # sfncli's error names (cmd/sfncli/error_names.go); task commands and Catch clauses match on them.
@@ -84,15 +91,7 @@ ERROR_UNKNOWN = "sfncli.Unknown"
 
 # sfncli keeps the last 32,768 bytes of each stream: the output and the failure cause come from them.
 OUTPUT_BUFFER_BYTES = 32_768
-# SendTaskFailure limits (AWS Step Functions API reference): error 256 and cause 32,768 characters.
-MAX_ERROR_LENGTH = 256
-MAX_CAUSE_LENGTH = 32_768
 TRUNCATED_SUFFIX = "[truncated]"
-# CreateActivity `name` and GetActivityTask `workerName`: at most 80 characters (API reference).
-MAX_ACTIVITY_NAME_LENGTH = 80
-MAX_WORKER_NAME_LENGTH = 80
-# The service's convention: a Task `Resource: "echo"` in namespace `dev` runs on activity `dev--echo`.
-NAMESPACE_SEPARATOR = "--"
 
 # Grace between SIGTERM and SIGKILL: 25 s when the worker is told to stop (under ECS's 30 s docker
 # stop grace), 5 s when a heartbeat says the task is gone (another worker may be starting it).
@@ -149,8 +148,8 @@ class TaskOutcome:
     @classmethod
     def failure(cls, error: str, cause: str, returncode: int | None = None) -> TaskOutcome:
         return cls(
-            error=truncate_utf8(error, MAX_ERROR_LENGTH),
-            cause=truncate_utf8(cause, MAX_CAUSE_LENGTH),
+            error=truncate_utf8(error, MAX_TASK_ERROR_LENGTH),
+            cause=truncate_utf8(cause, MAX_TASK_CAUSE_LENGTH),
             returncode=returncode,
         )
 
@@ -432,16 +431,14 @@ def _error_code(err: Exception) -> str:
 def activity_name(activity: str, namespace: str | None = None) -> str:
     """The Step Functions activity name for `activity` in `namespace`: `{namespace}--{activity}`,
     or `activity` itself without a namespace."""
-    name = f"{namespace}{NAMESPACE_SEPARATOR}{activity}" if namespace else activity
-    if not name or len(name) > MAX_ACTIVITY_NAME_LENGTH:
-        raise ValueError(
-            f"activity name must be 1 to {MAX_ACTIVITY_NAME_LENGTH} characters: {name!r} has {len(name)}"
-        )
+    name = f"{namespace}{NAME_SEPARATOR}{activity}" if namespace else activity
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"activity name must be 1 to {MAX_NAME_LENGTH} characters: {name!r} has {len(name)}")
     return name
 
 
 def default_worker_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"[-MAX_WORKER_NAME_LENGTH:]
+    return f"{socket.gethostname()}-{os.getpid()}"[-MAX_NAME_LENGTH:]
 
 
 def ensure_activity(sfn_client: Any, name: str) -> str:
@@ -495,7 +492,7 @@ class ActivityWorker:
         self._client = sfn_client
         self.activity_arn = activity_arn
         self.command = list(command)
-        self.worker_name = (worker_name or default_worker_name())[:MAX_WORKER_NAME_LENGTH]
+        self.worker_name = (worker_name or default_worker_name())[:MAX_NAME_LENGTH]
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.heartbeat_seconds = heartbeat_seconds

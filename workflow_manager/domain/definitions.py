@@ -27,17 +27,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from workflow_manager.domain.aws import MAX_NAME_LENGTH, is_forbidden_name_character
 from workflow_manager.domain.errors import InvalidInput
 from workflow_manager.domain.models import Manager
-
-# Step Functions names (state machines, activities, executions): "Minimum length of 1. Maximum length
-# of 80." (AWS Step Functions API Reference); contract section 1 applies it to definition, namespace
-# and state-resource names, which become parts of those names.
-MAX_NAME_LENGTH = 80
-# The characters the Step Functions API reference forbids in names (besides whitespace and control
-# characters): "brackets < > { } [ ], wildcard characters ? *, special characters " # % \ ^ | ~ ` $ &
-# , ; : /" (contract section 1).
-FORBIDDEN_NAME_CHARACTERS = frozenset('<>{}[]?*"#%\\^|~`$&,;:/')
 
 # The state types the Batch executor can run (contract section 4): it turns Task states into Batch
 # jobs and follows Pass, Parallel, Succeed and Fail; it has no way to branch, wait or iterate.
@@ -62,7 +54,7 @@ def validate_aws_name(label: str, value: Any) -> None:
     if not 1 <= len(value) <= MAX_NAME_LENGTH:
         raise InvalidInput(f"{label} '{value}' must be 1-{MAX_NAME_LENGTH} characters long, not {len(value)}")
     for char in value:
-        if char.isspace() or not char.isprintable() or char in FORBIDDEN_NAME_CHARACTERS:
+        if is_forbidden_name_character(char):
             raise InvalidInput(
                 f"{label} '{value}' contains {char!r}, which AWS names do not allow "
                 f'(no whitespace, control characters or any of <>{{}}[]?*"#%\\^|~`$&,;:/)'

@@ -11,12 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from workflow_manager.domain.aws import EXECUTION_NAME_KEY, MAX_PAYLOAD_BYTES
 from workflow_manager.domain.errors import InvalidInput
-
-# Step Functions' limit on an execution's input: 256 KiB (AWS Step Functions quotas, "Maximum input
-# or output size for a task, state, or execution").
-MAX_INPUT_BYTES = 256 * 1024
-EXECUTION_NAME_KEY = "_EXECUTION_NAME"
 
 
 def input_text(raw: Any) -> str:
@@ -31,8 +27,10 @@ def input_text(raw: Any) -> str:
         text = raw
     else:
         text = json.dumps(raw, separators=(",", ":"))
-    if len(text.encode()) > MAX_INPUT_BYTES:
-        raise InvalidInput(f"input is {len(text.encode())} bytes, over the limit of {MAX_INPUT_BYTES} bytes")
+    if len(text.encode()) > MAX_PAYLOAD_BYTES:
+        raise InvalidInput(
+            f"input is {len(text.encode())} bytes, over the limit of {MAX_PAYLOAD_BYTES} bytes"
+        )
     return text
 
 

@@ -180,10 +180,6 @@ def dump_state_resource(resource: StateResource) -> dict[str, Any]:
     return _state_resource_schema.dump(resource)
 
 
-def load_state_resource(data: dict[str, Any]) -> StateResource:
-    return _state_resource_schema.load(data)
-
-
 def dump_job(job: Job) -> dict[str, Any]:
     return _job_schema.dump(job)
 

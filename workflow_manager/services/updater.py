@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from executor.rate_limit import TokenBucket
 from workflow_manager.domain.errors import NotFound, WorkflowManagerError
 from workflow_manager.domain.status import is_terminal, workflow_is_done
 from workflow_manager.services.workflows import WorkflowService
@@ -34,27 +35,6 @@ class _Schedule:
     # workflow fails with its first failed job; Batch aborts the dependents a moment later): it is
     # then checked until its jobs are done, or until this deadline.
     linger_until: float | None = None
-
-
-@dataclass
-class TokenBucket:
-    rate_per_second: float
-    capacity: float
-    _tokens: float = field(init=False)
-    _stamp: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._tokens = self.capacity
-        self._stamp = time.monotonic()
-
-    def try_take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate_per_second)
-        self._stamp = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
 
 
 class BackgroundUpdater:
