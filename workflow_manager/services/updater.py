@@ -88,8 +88,12 @@ class BackgroundUpdater:
         now = time.monotonic()
         active = set(self._workflows.active_workflow_ids())
         for gone in set(self._schedules) - active:
-            linger_until = self._schedules[gone].linger_until
-            if linger_until is None or linger_until < now:
+            schedule = self._schedules[gone]
+            if schedule.linger_until is None and not self._workflows.is_done(gone):
+                # It finished without this updater seeing it (a GET refreshed it) while some of
+                # its jobs are still open: keep checking it, as if this updater had seen it finish.
+                schedule.linger_until = now + LINGER_SECONDS
+            elif schedule.linger_until is None or schedule.linger_until < now:
                 del self._schedules[gone]
         due = active | set(self._schedules)
         refreshed = 0

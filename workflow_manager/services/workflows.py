@@ -229,6 +229,14 @@ class WorkflowService:
     def active_workflow_ids(self) -> list[str]:
         return self._store.list_active_workflow_ids()
 
+    def is_done(self, workflow_id: str) -> bool:
+        """Whether the stored workflow is done (reference 2.7), without asking the backend; a
+        workflow that no longer exists is done."""
+        try:
+            return workflow_is_done(self._store.get_workflow(workflow_id))
+        except NotFound:
+            return True
+
     def refresh(self, workflow_id: str) -> Workflow:
         """Bring a workflow's status and jobs in line with its execution, and save what changed."""
         workflow = self._store.get_workflow(workflow_id)
