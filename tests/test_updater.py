@@ -11,9 +11,9 @@ from store.memory import MemoryStore
 from tests.conftest import load_fixture, wait_for
 from workflow_manager.domain.models import Manager
 from workflow_manager.emulator.server import emulator_client_kwargs
-from workflow_manager.services.definitions import DefinitionService
+from workflow_manager.services.definitions import DefinitionDraft, DefinitionService
 from workflow_manager.services.updater import BackgroundUpdater
-from workflow_manager.services.workflows import WorkflowService
+from workflow_manager.services.workflows import StartRequest, WorkflowService
 
 
 @pytest.fixture
@@ -47,8 +47,8 @@ def test_run_once_refreshes_due_workflows_only(services):
     definitions, workflows = services
     body = load_fixture("api", "long-task.json")
     body["name"] = "updater-long-task"
-    definitions.create(body)
-    waiting = workflows.start({"workflowDefinition": {"name": body["name"]}, "input": {}})
+    definitions.create(DefinitionDraft(name=body["name"], state_machine=body["stateMachine"]))
+    waiting = workflows.start(StartRequest(definition_name=body["name"], input={}))
     updater = BackgroundUpdater(
         workflows, min_interval_seconds=30, max_interval_seconds=60, max_refreshes_per_second=100
     )
@@ -61,12 +61,12 @@ def test_run_once_refreshes_due_workflows_only(services):
 def test_updater_thread_records_a_finished_workflow_and_stops(services):
     definitions, workflows = services
     definitions.create(
-        {
-            "name": "updater-pass-only",
-            "stateMachine": {"StartAt": "only", "States": {"only": {"Type": "Pass", "End": True}}},
-        }
+        DefinitionDraft(
+            name="updater-pass-only",
+            state_machine={"StartAt": "only", "States": {"only": {"Type": "Pass", "End": True}}},
+        )
     )
-    started = workflows.start({"workflowDefinition": {"name": "updater-pass-only"}, "input": {"a": 1}})
+    started = workflows.start(StartRequest(definition_name="updater-pass-only", input={"a": 1}))
     updater = BackgroundUpdater(workflows, tick_seconds=0.05, min_interval_seconds=0.05)
     updater.start()
     assert updater.is_running
@@ -101,10 +101,10 @@ def test_a_failed_workflow_with_open_jobs_is_checked_until_they_end(served_app):
     # One branch fails at once, which fails the workflow (the reference's rule); the other runs
     # two seconds more: the workflow is terminal with an open job all that time.
     definitions.create(
-        {
-            "name": "updater-batch-failure",
-            "manager": "batch",
-            "stateMachine": {
+        DefinitionDraft(
+            name="updater-batch-failure",
+            manager="batch",
+            state_machine={
                 "StartAt": "both",
                 "States": {
                     "both": {
@@ -125,9 +125,9 @@ def test_a_failed_workflow_with_open_jobs_is_checked_until_they_end(served_app):
                     }
                 },
             },
-        }
+        )
     )
-    started = workflows.start({"workflowDefinition": {"name": "updater-batch-failure"}})
+    started = workflows.start(StartRequest(definition_name="updater-batch-failure"))
     updater = BackgroundUpdater(
         workflows, min_interval_seconds=0.05, max_interval_seconds=0.1, max_refreshes_per_second=100
     )

@@ -1,6 +1,8 @@
-"""HTTP handlers, one per swagger operationId (snake_cased), each a few lines: take the validated
-request, call one domain service, return `(body, status[, headers])`. Errors are raised as
-`workflow_manager.domain.errors` and turned into responses in one place (`workflow_manager.app`)."""
+"""HTTP handlers, one per swagger operationId (snake_cased), each a few lines: turn the validated
+request (camelCase JSON) into the service's typed arguments, call one service, return
+`(body, status[, headers])`. The wire format is known here and in `domain.schemas`, nowhere else.
+Errors are raised as `workflow_manager.domain.errors` and turned into responses in one place
+(`workflow_manager.api.errors`)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,10 @@ from urllib.parse import urlencode
 from store.interface import WorkflowQuery
 from workflow_manager.domain import schemas
 from workflow_manager.domain.errors import InvalidInput
-from workflow_manager.domain.models import WorkflowStatus
-from workflow_manager.services.definitions import DefinitionService
+from workflow_manager.domain.models import Manager, WorkflowStatus
+from workflow_manager.services.definitions import DefinitionDraft, DefinitionService
 from workflow_manager.services.state_resources import StateResourceService
-from workflow_manager.services.workflows import WorkflowService
+from workflow_manager.services.workflows import StartRequest, WorkflowService
 
 
 def _required_body(body: Any) -> dict[str, Any]:
@@ -22,6 +24,33 @@ def _required_body(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object")
     return body
+
+
+def _definition_draft(body: dict[str, Any]) -> DefinitionDraft:
+    return DefinitionDraft(
+        name=body.get("name") or "",
+        state_machine=body.get("stateMachine"),
+        manager=body.get("manager") or Manager.STEP_FUNCTIONS.value,
+        default_tags=body.get("defaultTags"),
+    )
+
+
+def _start_request(body: dict[str, Any]) -> StartRequest:
+    ref = body.get("workflowDefinition")
+    ref = ref if isinstance(ref, dict) else {}
+    return StartRequest(
+        definition_name=ref.get("name") or "",
+        definition_version=ref.get("version"),
+        namespace=body.get("namespace") or "",
+        queue=body.get("queue") or "",
+        input=body.get("input"),
+        tags=body.get("tags"),
+    )
+
+
+def _state_resource_fields(body: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(name, namespace, uri, type) of a state resource request."""
+    return body.get("name") or "", body.get("namespace") or "", body.get("uri") or "", body.get("type") or ""
 
 
 class Handlers:
@@ -47,7 +76,7 @@ class Handlers:
         return [schemas.dump_definition(d) for d in self._definitions.list_latest()], 200
 
     def new_workflow_definition(self, body=None):
-        definition = self._definitions.create(_required_body(body))
+        definition = self._definitions.create(_definition_draft(_required_body(body)))
         return schemas.dump_definition(definition), 201
 
     def get_workflow_definition_versions_by_name(self, name: str, latest: bool = True):
@@ -55,7 +84,7 @@ class Handlers:
         return [schemas.dump_definition(d) for d in versions], 200
 
     def update_workflow_definition(self, name: str, body=None):
-        definition = self._definitions.update(name, _required_body(body))
+        definition = self._definitions.update(name, _definition_draft(_required_body(body)))
         return schemas.dump_definition(definition), 201
 
     def get_workflow_definition_by_name_and_version(self, name: str, version: str):
@@ -65,7 +94,8 @@ class Handlers:
     # Workflows
 
     def start_workflow(self, body=None):
-        return schemas.dump_workflow(self._workflows.start(_required_body(body))), 200
+        workflow = self._workflows.start(_start_request(_required_body(body)))
+        return schemas.dump_workflow(workflow), 200
 
     def start_job(self, body=None):
         return self.start_workflow(body)
@@ -118,7 +148,8 @@ class Handlers:
         return None, 200
 
     def resume_workflow_by_id(self, workflow_id: str, body=None):
-        workflow = self._workflows.resume(workflow_id, _required_body(body))
+        start_at = _required_body(body).get("StartAt") or ""
+        workflow = self._workflows.resume(workflow_id, start_at)
         return schemas.dump_workflow(workflow), 200
 
     def resolve_workflow_by_id(self, workflow_id: str):
@@ -128,14 +159,16 @@ class Handlers:
     # State resources
 
     def post_state_resource(self, body=None):
-        resource = self._state_resources.put(_required_body(body))
+        resource = self._state_resources.put(*_state_resource_fields(_required_body(body)))
         return schemas.dump_state_resource(resource), 201
 
     def get_state_resource(self, namespace: str, name: str):
         return schemas.dump_state_resource(self._state_resources.get(namespace, name)), 200
 
     def put_state_resource(self, namespace: str, name: str, body=None):
-        resource = self._state_resources.put(_required_body(body), path=(namespace, name))
+        resource = self._state_resources.put(
+            *_state_resource_fields(_required_body(body)), path=(namespace, name)
+        )
         return schemas.dump_state_resource(resource), 201
 
     def delete_state_resource(self, namespace: str, name: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from executor.routing import ExecutorRouter
@@ -11,16 +12,26 @@ from workflow_manager.domain.errors import Conflict, InvalidInput, NotFound
 from workflow_manager.domain.models import Manager, WorkflowDefinition
 
 
+@dataclass(frozen=True)
+class DefinitionDraft:
+    """A definition as a request states it, before the rules have checked it: `state_machine` and
+    `default_tags` are whatever JSON the caller sent, so that the rules, not the HTTP layer, say
+    what is wrong with them."""
+
+    name: str
+    state_machine: Any
+    manager: str = Manager.STEP_FUNCTIONS.value
+    default_tags: Any = None
+
+
 class DefinitionService:
     def __init__(self, store: Store, executors: ExecutorRouter):
         self._store = store
         self._executors = executors
 
-    def _build(self, body: dict[str, Any]) -> WorkflowDefinition:
-        name = body.get("name") or ""
-        manager = body.get("manager") or Manager.STEP_FUNCTIONS.value
-        state_machine = body.get("stateMachine")
-        default_tags = body.get("defaultTags")
+    def _build(self, draft: DefinitionDraft) -> WorkflowDefinition:
+        name, manager = draft.name, draft.manager
+        state_machine, default_tags = draft.state_machine, draft.default_tags
         definitions.validate_definition(name, state_machine, manager, default_tags)
         self._executors.validate_definition(manager, state_machine)
         return WorkflowDefinition(
@@ -30,8 +41,8 @@ class DefinitionService:
             default_tags=dict(default_tags or {}),
         )
 
-    def create(self, body: dict[str, Any]) -> WorkflowDefinition:
-        definition = self._build(body)
+    def create(self, draft: DefinitionDraft) -> WorkflowDefinition:
+        definition = self._build(draft)
         definition.version = 0
         try:
             self._store.latest_workflow_definition(definition.name)
@@ -39,10 +50,10 @@ class DefinitionService:
             return self._store.save_workflow_definition(definition)
         raise Conflict(f"Already Exists: {definition.name}")
 
-    def update(self, name: str, body: dict[str, Any]) -> WorkflowDefinition:
-        if body.get("name") != name:
+    def update(self, name: str, draft: DefinitionDraft) -> WorkflowDefinition:
+        if draft.name != name:
             raise InvalidInput("Name in path must match WorkflowDefinition object")
-        definition = self._build(body)
+        definition = self._build(draft)
         return self._store.update_workflow_definition(definition)
 
     def list_latest(self) -> list[WorkflowDefinition]:

@@ -3,8 +3,6 @@ states' `Resource` names are resolved through."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from store.interface import Store
 from workflow_manager.domain import definitions
 from workflow_manager.domain.errors import InvalidInput
@@ -28,10 +26,16 @@ class StateResourceService:
     def __init__(self, store: Store):
         self._store = store
 
-    def put(self, body: dict[str, Any], path: tuple[str, str] | None = None) -> StateResource:
-        name = body.get("name") or ""
-        namespace = body.get("namespace") or ""
-        uri = body.get("uri") or ""
+    def put(
+        self,
+        name: str,
+        namespace: str,
+        uri: str,
+        resource_type: StateResourceType | str = "",
+        path: tuple[str, str] | None = None,
+    ) -> StateResource:
+        """Save the state resource; `path` is the (namespace, name) of the URL it was PUT to, which
+        must match. Without a `resource_type`, the URI says which it is."""
         if path is not None:
             path_namespace, path_name = path
             if name != path_name:
@@ -42,7 +46,7 @@ class StateResourceService:
         definitions.validate_aws_name("StateResource namespace", namespace)
         if not uri:
             raise InvalidInput("StateResource uri is required")
-        resource_type = body.get("type") or resource_type_for_uri(uri)
+        resource_type = resource_type or resource_type_for_uri(uri)
         return self._store.save_state_resource(
             StateResource(name=name, namespace=namespace, uri=uri, type=resource_type)
         )

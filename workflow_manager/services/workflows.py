@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -48,6 +49,19 @@ ZOMBIE_WINDOW = timedelta(minutes=5)
 MUTATE_ATTEMPTS = 5
 
 
+@dataclass(frozen=True)
+class StartRequest:
+    """A start as a request states it. `input` and `tags` are whatever JSON the caller sent (the
+    input rules accept several forms and say what is wrong with the rest)."""
+
+    definition_name: str
+    definition_version: int | None = None
+    namespace: str = ""
+    queue: str = ""
+    input: Any = None
+    tags: Any = None
+
+
 class WorkflowService:
     def __init__(self, store: Store, executor: Executor, default_namespace: str):
         self._store = store
@@ -56,25 +70,24 @@ class WorkflowService:
 
     # Start, resume
 
-    def start(self, body: dict[str, Any]) -> Workflow:
-        ref = body.get("workflowDefinition")
-        if not isinstance(ref, dict) or not ref.get("name"):
+    def start(self, request: StartRequest) -> Workflow:
+        if not request.definition_name:
             raise InvalidInput("workflowDefinition.name is required")
-        version = ref.get("version")
+        version = request.definition_version
         if version is None or version < 0:
-            definition = self._store.latest_workflow_definition(ref["name"])
+            definition = self._store.latest_workflow_definition(request.definition_name)
         else:
-            definition = self._store.get_workflow_definition(ref["name"], version)
-        namespace = body.get("namespace") or self._default_namespace
+            definition = self._store.get_workflow_definition(request.definition_name, version)
+        namespace = request.namespace or self._default_namespace
         definitions.validate_aws_name("namespace", namespace)
-        queue = body.get("queue") or "default"
-        tags = {**definition.default_tags, **inputs.string_tags(body.get("tags"))}
+        queue = request.queue or "default"
+        tags = {**definition.default_tags, **inputs.string_tags(request.tags)}
         workflow = Workflow(
             id=new_id(),
             workflow_definition=definition,
             namespace=namespace,
             queue=queue,
-            input=inputs.input_text(body.get("input")),
+            input=inputs.input_text(request.input),
             tags=tags,
         )
         self._save_and_start(workflow)
@@ -120,9 +133,10 @@ class WorkflowService:
         saved = self._mutate_workflow(workflow.id, fail)
         workflow.status, workflow.status_reason = saved.status, saved.status_reason
 
-    def resume(self, workflow_id: str, body: dict[str, Any]) -> Workflow:
+    def resume(self, workflow_id: str, start_at: str) -> Workflow:
+        """Start a new workflow, a retry of `workflow_id`, from its top-level state `start_at`, with
+        the input that state's job had (the reference's RetryWorkflow)."""
         original = self._store.get_workflow(workflow_id)
-        start_at = (body or {}).get("StartAt") or ""
         if not workflow_is_done(original):
             raise Conflict(f"Workflow {workflow_id} active: {original.status}")
         self._check_no_active_descendants(original)
