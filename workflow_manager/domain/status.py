@@ -3,11 +3,15 @@
 - A workflow status is terminal when it is succeeded, failed or cancelled; a terminal status never
   moves back to a non-terminal one, and it never changes to another terminal status either, except
   that a user's cancellation is recorded on a workflow the backend has not yet reported finished.
+- Cancel is refused once a workflow succeeded or failed; entering a terminal status records what
+  TERMINAL_EFFECTS says (resolved, output, last job, whose reason).
 - A workflow is "done" (reference 2.7) when every job is done and the status is succeeded or failed,
   or cancelled and resolved by the user. Resume requires done.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from workflow_manager.domain.models import JobStatus, Workflow, WorkflowStatus
 
@@ -44,6 +48,33 @@ ALLOWED_TRANSITIONS: dict[WorkflowStatus, frozenset[WorkflowStatus]] = {
     WorkflowStatus.SUCCEEDED: frozenset(),
     WorkflowStatus.FAILED: frozenset(),
     WorkflowStatus.CANCELLED: frozenset(),
+}
+
+
+# A cancel stops an active workflow; a cancelled one is cancelled again as a no-op; these refuse it
+# (reference 1.6: "Cancellation not allowed. Workflow ... is ...").
+CANCEL_REFUSED_STATUSES = frozenset({WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED})
+
+
+@dataclass(frozen=True)
+class TerminalEffects:
+    """What entering a terminal status records on a workflow, besides the status and `stopped_at`."""
+
+    # The workflow counts as resolved by the user (nobody has to look at a success or at a cancel).
+    resolves: bool = False
+    # The execution's output becomes the workflow's output.
+    records_output: bool = False
+    # The job that failed becomes the workflow's `lastJob`.
+    records_last_job: bool = False
+    # The backend's reason replaces the recorded one; a user's cancel keeps the user's reason
+    # (reference 3.6).
+    takes_backend_reason: bool = True
+
+
+TERMINAL_EFFECTS: dict[WorkflowStatus, TerminalEffects] = {
+    WorkflowStatus.SUCCEEDED: TerminalEffects(resolves=True, records_output=True),
+    WorkflowStatus.FAILED: TerminalEffects(records_last_job=True),
+    WorkflowStatus.CANCELLED: TerminalEffects(resolves=True, takes_backend_reason=False),
 }
 
 

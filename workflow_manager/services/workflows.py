@@ -34,7 +34,9 @@ from workflow_manager.domain.models import (
     utc_now,
 )
 from workflow_manager.domain.status import (
+    CANCEL_REFUSED_STATUSES,
     NOT_STARTED_JOB_STATUSES,
+    TERMINAL_EFFECTS,
     is_terminal,
     transition_allowed,
     workflow_is_done,
@@ -196,7 +198,7 @@ class WorkflowService:
 
     def cancel(self, workflow_id: str, reason: str) -> None:
         workflow = self._store.get_workflow(workflow_id)
-        if workflow.status in (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED):
+        if workflow.status in CANCEL_REFUSED_STATUSES:
             raise InvalidInput(f"Cancellation not allowed. Workflow {workflow_id} is {workflow.status}")
         if workflow.status == WorkflowStatus.CANCELLED:
             return
@@ -209,7 +211,7 @@ class WorkflowService:
                 return
             current.status = WorkflowStatus.CANCELLED
             current.status_reason = reason
-            current.resolved_by_user = True
+            current.resolved_by_user = TERMINAL_EFFECTS[WorkflowStatus.CANCELLED].resolves
             current.stopped_at = current.stopped_at or utc_now()
 
         updated = self._mutate_workflow(workflow_id, record)
@@ -271,15 +273,15 @@ class WorkflowService:
         if new_status is None or not transition_allowed(workflow.status, new_status):
             return
         if new_status != workflow.status and is_terminal(new_status):
+            effects = TERMINAL_EFFECTS[new_status]
             workflow.stopped_at = report.stopped_at or workflow.stopped_at
-            if new_status in (WorkflowStatus.SUCCEEDED, WorkflowStatus.CANCELLED):
+            if effects.resolves:
                 workflow.resolved_by_user = True
-            if new_status == WorkflowStatus.SUCCEEDED:
+            if effects.records_output:
                 workflow.output = report.output or ""
-            if new_status == WorkflowStatus.FAILED:
+            if effects.records_last_job:
                 workflow.last_job = report.last_job
-            # A user's cancel keeps the user's reason (reference 3.6).
-            if report.status_reason and new_status != WorkflowStatus.CANCELLED:
+            if report.status_reason and effects.takes_backend_reason:
                 workflow.status_reason = report.status_reason
         workflow.status = new_status
 
