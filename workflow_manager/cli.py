@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from workflow_manager.config import PROJECT_ROOT, Config
+from workflow_manager.config import PROJECT_ROOT, Config, log_level
 
 GUNICORN_CONFIG = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
 
@@ -68,7 +68,7 @@ def _init_tables(_args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
-        level=os.environ.get("WFM_LOG_LEVEL", "INFO").upper(),
+        level=log_level(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     parser = argparse.ArgumentParser(prog="workflow-manager")

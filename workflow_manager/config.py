@@ -1,30 +1,60 @@
-"""Configuration, read once from the environment. Every setting is listed in the README's table."""
+"""Configuration, read once from the environment. Every setting is listed in the README's table.
+
+Each default is stated once, on its field. `Config.from_env()` overrides only the fields whose
+variable is set (an empty variable counts as unset, except the two files, where empty means "none");
+defaults that depend on another setting (the backend) are `None` on the field and filled in by
+`__post_init__`, so that `Config(...)` built in code and `Config.from_env()` agree.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("embedded", "endpoint", "localstack", "aws")
+STORES = ("memory", "dynamodb")
 # The account moto reports for every caller (moto.core.DEFAULT_ACCOUNT_ID).
 EMULATOR_ACCOUNT_ID = "123456789012"
+LOG_LEVEL_VARIABLE = "WFM_LOG_LEVEL"
+DEFAULT_LOG_LEVEL = "INFO"
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
+def log_level(environ: Mapping[str, str] = os.environ) -> str:
+    """The service's log level (`WFM_LOG_LEVEL`), for the command line before any Config exists."""
+    return (environ.get(LOG_LEVEL_VARIABLE) or DEFAULT_LOG_LEVEL).upper()
+
+
+def _bool(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _queue_map(value: str) -> dict[str, str]:
+    queues = json.loads(value)
+    if not isinstance(queues, dict) or not all(isinstance(v, str) for v in queues.values()):
+        raise ValueError("WFM_BATCH_CUSTOM_QUEUES must be a JSON object of strings")
+    return queues
+
+
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value else None
 
 
 @dataclass
 class Config:
     backend: str = "embedded"
     store: str = "memory"
+    # Where the API listens. Default host: loopback in embedded mode, every interface elsewhere.
+    host: str | None = None
     port: int = 8080
+    # gunicorn worker processes (`WFM_WORKERS`); the embedded emulator and the memory store live in
+    # one process, so those modes always serve with one (see `serving_processes`).
+    web_workers: int = 2
+    log_level: str = DEFAULT_LOG_LEVEL
     region: str = "us-east-1"
     aws_endpoint: str | None = None
     # Embedded mode: the emulator's loopback port (0 picks a free one); fix it to point workers
@@ -40,9 +70,10 @@ class Config:
     updater_tick_seconds: float = 0.5
     updater_min_interval_seconds: float = 1.0
     updater_max_interval_seconds: float = 60.0
-    # Embedded mode: activity workers started with the service (activity name -> command).
+    # Embedded mode: activity workers started with the service (activity name -> command). Started
+    # by default in embedded mode only.
     workers_file: Path | None = field(default_factory=lambda: PROJECT_ROOT / "data" / "workers.yml")
-    start_workers: bool = True
+    start_workers: bool | None = None
     # The DynamoDB store (WFM_STORE=dynamodb): table name prefix, how long a workflow is kept (DynamoDB
     # TTL), an endpoint of its own (default: the backend's), and whether start-up creates the tables
     # (default: in embedded mode only; elsewhere run `workflow-manager init-tables` or deploy
@@ -55,7 +86,7 @@ class Config:
     # default job queue is configured. The workflow queue `default` runs on `batch_default_queue`,
     # others through `batch_custom_queues` (workflow queue -> job queue name or ARN). Job outputs go
     # to the results table. Embedded mode registers the job definitions of the file with the emulator.
-    batch_enabled: bool = True
+    batch_enabled: bool | None = None
     batch_default_queue: str = "default"
     batch_custom_queues: dict[str, str] = field(default_factory=dict)
     batch_results_table: str | None = None
@@ -63,48 +94,72 @@ class Config:
         default_factory=lambda: PROJECT_ROOT / "data" / "batch-job-definitions.yml"
     )
 
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"WFM_BACKEND must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        embedded = self.backend == "embedded"
+        if self.host is None:
+            self.host = "127.0.0.1" if embedded else "0.0.0.0"
+        if self.start_workers is None:
+            self.start_workers = embedded
+        if self.dynamodb_create_tables is None:
+            self.dynamodb_create_tables = embedded
+        if self.batch_enabled is None:
+            self.batch_enabled = embedded
+
+    @property
+    def serving_processes(self) -> int:
+        """How many processes serve the API: one when the emulator or the memory store lives in the
+        process (a second process would have state of its own), `web_workers` otherwise."""
+        if self.backend == "embedded" or self.store == "memory":
+            return 1
+        return self.web_workers
+
     @classmethod
-    def from_env(cls) -> Config:
-        env = os.environ
-        backend = env.get("WFM_BACKEND", "embedded")
-        if backend not in BACKENDS:
-            raise ValueError(f"WFM_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
-        workers_file = env.get("WFM_WORKERS_FILE")
-        config = cls(
-            backend=backend,
-            store=env.get("WFM_STORE", "memory"),
-            port=int(env.get("WFM_PORT", "8080")),
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            aws_endpoint=env.get("WFM_AWS_ENDPOINT") or env.get("AWS_ENDPOINT_URL") or None,
-            emulator_port=int(env.get("WFM_EMULATOR_PORT", "0")),
-            account_id=env.get("WFM_AWS_ACCOUNT_ID") or None,
-            default_namespace=env.get("WFM_NAMESPACE", "default"),
-            max_body_bytes=int(env.get("WFM_MAX_BODY_BYTES", str(1024 * 1024))),
-            request_timeout_seconds=float(env.get("WFM_REQUEST_TIMEOUT_SECONDS", "5")),
-            updater_enabled=_env_bool("WFM_UPDATER", True),
-            start_workers=_env_bool("WFM_START_WORKERS", backend == "embedded"),
-            dynamodb_prefix=env.get("WFM_DYNAMODB_PREFIX") or "workflow-manager",
-            workflow_retention_days=float(env.get("WFM_WORKFLOW_RETENTION_DAYS") or "30"),
-            dynamodb_endpoint=env.get("WFM_DYNAMODB_ENDPOINT") or None,
-            dynamodb_create_tables=_env_bool("WFM_DYNAMODB_CREATE_TABLES", backend == "embedded"),
-        )
-        config.batch_enabled = _env_bool(
-            "WFM_BATCH", backend == "embedded" or bool(env.get("WFM_BATCH_DEFAULT_QUEUE"))
-        )
-        config.batch_default_queue = env.get("WFM_BATCH_DEFAULT_QUEUE") or "default"
-        if env.get("WFM_BATCH_CUSTOM_QUEUES"):
-            queues = json.loads(env["WFM_BATCH_CUSTOM_QUEUES"])
-            if not isinstance(queues, dict) or not all(isinstance(v, str) for v in queues.values()):
-                raise ValueError("WFM_BATCH_CUSTOM_QUEUES must be a JSON object of strings")
-            config.batch_custom_queues = queues
-        config.batch_results_table = env.get("WFM_BATCH_RESULTS_TABLE") or None
-        if "WFM_BATCH_JOB_DEFINITIONS_FILE" in env:
-            path = env["WFM_BATCH_JOB_DEFINITIONS_FILE"]
-            config.batch_job_definitions_file = Path(path) if path else None
-        if env.get("WFM_SFN_ROLE_ARN"):
-            config.sfn_role_arn = env["WFM_SFN_ROLE_ARN"]
-        if workers_file is not None:
-            config.workers_file = Path(workers_file) if workers_file else None
-        if backend == "endpoint" and not config.aws_endpoint:
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
+        overrides: dict[str, Any] = {}
+        for name, variables, parse in _ENVIRONMENT:
+            value = next((environ[v] for v in variables if environ.get(v)), None)
+            if value is None and name in _EMPTY_MEANS_NONE and variables[0] in environ:
+                value = ""
+            if value is not None:
+                overrides[name] = parse(value)
+        if "batch_enabled" not in overrides and "batch_default_queue" in overrides:
+            overrides["batch_enabled"] = True
+        config = cls(**overrides)
+        if config.backend == "endpoint" and not config.aws_endpoint:
             raise ValueError("WFM_BACKEND=endpoint needs WFM_AWS_ENDPOINT or AWS_ENDPOINT_URL")
         return config
+
+
+# field name, the variables that set it (first set one wins), how its text is read.
+_ENVIRONMENT: list[tuple[str, tuple[str, ...], Callable[[str], Any]]] = [
+    ("backend", ("WFM_BACKEND",), str),
+    ("store", ("WFM_STORE",), str),
+    ("host", ("WFM_HOST",), str),
+    ("port", ("WFM_PORT",), int),
+    ("web_workers", ("WFM_WORKERS",), int),
+    ("log_level", (LOG_LEVEL_VARIABLE,), str.upper),
+    ("region", ("AWS_REGION", "AWS_DEFAULT_REGION"), str),
+    ("aws_endpoint", ("WFM_AWS_ENDPOINT", "AWS_ENDPOINT_URL"), str),
+    ("emulator_port", ("WFM_EMULATOR_PORT",), int),
+    ("account_id", ("WFM_AWS_ACCOUNT_ID",), str),
+    ("sfn_role_arn", ("WFM_SFN_ROLE_ARN",), str),
+    ("default_namespace", ("WFM_NAMESPACE",), str),
+    ("max_body_bytes", ("WFM_MAX_BODY_BYTES",), int),
+    ("request_timeout_seconds", ("WFM_REQUEST_TIMEOUT_SECONDS",), float),
+    ("updater_enabled", ("WFM_UPDATER",), _bool),
+    ("workers_file", ("WFM_WORKERS_FILE",), _optional_path),
+    ("start_workers", ("WFM_START_WORKERS",), _bool),
+    ("dynamodb_prefix", ("WFM_DYNAMODB_PREFIX",), str),
+    ("workflow_retention_days", ("WFM_WORKFLOW_RETENTION_DAYS",), float),
+    ("dynamodb_endpoint", ("WFM_DYNAMODB_ENDPOINT",), str),
+    ("dynamodb_create_tables", ("WFM_DYNAMODB_CREATE_TABLES",), _bool),
+    ("batch_enabled", ("WFM_BATCH",), _bool),
+    ("batch_default_queue", ("WFM_BATCH_DEFAULT_QUEUE",), str),
+    ("batch_custom_queues", ("WFM_BATCH_CUSTOM_QUEUES",), _queue_map),
+    ("batch_results_table", ("WFM_BATCH_RESULTS_TABLE",), str),
+    ("batch_job_definitions_file", ("WFM_BATCH_JOB_DEFINITIONS_FILE",), _optional_path),
+]
+# Set but empty, these mean "no file" rather than "the default file".
+_EMPTY_MEANS_NONE = frozenset({"workers_file", "batch_job_definitions_file"})

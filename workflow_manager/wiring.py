@@ -172,8 +172,7 @@ def _build_store(config: Config, clients: AwsClients) -> Store:
         return MemoryStore()
     if config.store == "dynamodb":
         store = build_dynamodb_store(config, clients)
-        create = config.dynamodb_create_tables
-        if create if create is not None else config.backend == "embedded":
+        if config.dynamodb_create_tables:
             created = store.create_tables()
             if created:
                 log.info("created DynamoDB tables: %s", ", ".join(created))

@@ -1,0 +1,104 @@
+"""Configuration: each default stated once (Config() and an empty environment agree), the WFM_*
+variables, and gunicorn's settings read from Config."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+from workflow_manager.config import PROJECT_ROOT, Config
+
+GUNICORN_CONF = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def test_an_empty_environment_gives_the_defaults_of_the_fields():
+    assert Config.from_env({}) == Config()
+
+
+def test_embedded_defaults_serve_loopback_with_workers_batch_and_tables():
+    config = Config.from_env({})
+    assert (config.backend, config.host, config.port) == ("embedded", "127.0.0.1", 8080)
+    assert config.start_workers is True
+    assert config.batch_enabled is True
+    assert config.dynamodb_create_tables is True
+    assert config.serving_processes == 1
+
+
+def test_outside_embedded_mode_nothing_local_starts_by_default():
+    config = Config.from_env({"WFM_BACKEND": "aws", "WFM_STORE": "dynamodb", "WFM_WORKERS": "4"})
+    assert config.host == "0.0.0.0"
+    assert config.start_workers is False
+    assert config.batch_enabled is False
+    assert config.dynamodb_create_tables is False
+    assert config.serving_processes == 4
+
+
+def test_a_default_job_queue_turns_the_batch_executor_on():
+    config = Config.from_env({"WFM_BACKEND": "aws", "WFM_BATCH_DEFAULT_QUEUE": "jobs"})
+    assert config.batch_enabled is True
+    assert config.batch_default_queue == "jobs"
+
+
+def test_variables_are_parsed_and_empty_ones_count_as_unset():
+    config = Config.from_env(
+        {
+            "WFM_PORT": "9090",
+            "AWS_REGION": "",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+            "WFM_NAMESPACE": "",
+            "WFM_REQUEST_TIMEOUT_SECONDS": "2.5",
+            "WFM_UPDATER": "off",
+            "WFM_BATCH_CUSTOM_QUEUES": '{"gpu": "gpu-queue"}',
+        }
+    )
+    assert config.port == 9090
+    assert config.region == "eu-west-1"
+    assert config.default_namespace == "default"
+    assert config.request_timeout_seconds == 2.5
+    assert config.updater_enabled is False
+    assert config.batch_custom_queues == {"gpu": "gpu-queue"}
+
+
+def test_an_empty_file_variable_means_no_file():
+    config = Config.from_env({"WFM_WORKERS_FILE": "", "WFM_BATCH_JOB_DEFINITIONS_FILE": "/x/defs.yml"})
+    assert config.workers_file is None
+    assert config.batch_job_definitions_file == Path("/x/defs.yml")
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"WFM_BACKEND": "cloud"}, "WFM_BACKEND must be one of embedded, endpoint, localstack, aws"),
+        ({"WFM_BACKEND": "endpoint"}, "WFM_BACKEND=endpoint needs WFM_AWS_ENDPOINT"),
+        ({"WFM_BATCH_CUSTOM_QUEUES": '{"gpu": 1}'}, "WFM_BATCH_CUSTOM_QUEUES must be a JSON object"),
+    ],
+)
+def test_a_bad_setting_is_refused_with_its_name(environ, message):
+    with pytest.raises(ValueError, match=message):
+        Config.from_env(environ)
+
+
+def test_gunicorn_reads_its_settings_from_config(monkeypatch):
+    for name, value in {
+        "WFM_BACKEND": "endpoint",
+        "WFM_AWS_ENDPOINT": "http://127.0.0.1:4566",
+        "WFM_STORE": "dynamodb",
+        "WFM_PORT": "8181",
+        "WFM_WORKERS": "3",
+        "WFM_LOG_LEVEL": "warning",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = runpy.run_path(str(GUNICORN_CONF))
+    assert settings["bind"] == ["0.0.0.0:8181"]
+    assert settings["workers"] == 3
+    assert settings["loglevel"] == "warning"
+
+
+def test_gunicorn_serves_the_embedded_default_from_one_process_on_loopback(monkeypatch):
+    for name in ("WFM_BACKEND", "WFM_STORE", "WFM_HOST", "WFM_PORT", "WFM_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = runpy.run_path(str(GUNICORN_CONF))
+    assert settings["bind"] == ["127.0.0.1:8080"]
+    assert settings["workers"] == 1
