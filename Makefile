@@ -20,14 +20,16 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/workflow-manager serve
 
+# Lint first, so that a wrong import (import-linter's contracts in pyproject.toml) fails the tests.
 # The HTTP suites run a second time with the DynamoDB store (on the embedded emulator).
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q
 	WFM_STORE=dynamodb $(BIN)/python -m pytest -q tests/test_api.py tests/test_api_batch.py tests/test_examples.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .
