@@ -34,6 +34,10 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from executor.aws_errors import error_code, translate_aws_error
 from workflow_manager.domain.aws import DYNAMODB_BATCH_GET_MAX_KEYS, MAX_PAYLOAD_BYTES
 from workflow_manager.domain.errors import BackendUnavailable, InvalidInput, WorkflowManagerError
 
@@ -77,8 +81,6 @@ def dependents_input(start_input: str, dependency_outputs: Sequence[str | None])
 
 
 def _translate(err: Exception, action: str) -> WorkflowManagerError:
-    from executor.aws_errors import translate_aws_error
-
     return translate_aws_error(err, action, "DynamoDB")
 
 
@@ -91,13 +93,11 @@ class BatchResultsTable:
 
     def ensure_table(self) -> None:
         """Create the table (on-demand capacity, TTL on) unless it exists; wait until it is ACTIVE."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             try:
                 status = self._dynamodb.describe_table(TableName=self.table_name)["Table"]["TableStatus"]
             except ClientError as err:
-                if err.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                if error_code(err) != "ResourceNotFoundException":
                     raise
                 self._create_table()
                 status = "CREATING"
@@ -111,7 +111,6 @@ class BatchResultsTable:
             raise _translate(err, f"creating table {self.table_name}") from err
 
     def _create_table(self) -> None:
-        from botocore.exceptions import ClientError
 
         try:
             self._dynamodb.create_table(
@@ -122,7 +121,7 @@ class BatchResultsTable:
             )
         except ClientError as err:
             # Another replica created it first.
-            if err.response.get("Error", {}).get("Code") != "ResourceInUseException":
+            if error_code(err) != "ResourceInUseException":
                 raise
             return
         self._dynamodb.update_time_to_live(
@@ -133,7 +132,6 @@ class BatchResultsTable:
     def publish(self, job_id: str, output: str, *, workflow_id: str = "", state: str = "") -> None:
         """Store `output` (JSON text) as the output of Batch job `job_id`. Raises InvalidInput for
         text that is not JSON or is over MAX_PAYLOAD_BYTES."""
-        from botocore.exceptions import BotoCoreError, ClientError
 
         output = output.strip()
         try:
@@ -160,7 +158,6 @@ class BatchResultsTable:
     def outputs(self, job_ids: Iterable[str]) -> dict[str, str]:
         """The published outputs of `job_ids` (JSON text by job id); jobs that published nothing are
         absent. A missing table reads as no outputs."""
-        from botocore.exceptions import BotoCoreError, ClientError
 
         ids = list(dict.fromkeys(job_ids))
         found: dict[str, str] = {}
@@ -174,7 +171,7 @@ class BatchResultsTable:
                         found[item[KEY_ATTRIBUTE]["S"]] = item[RESULT_ATTRIBUTE]["S"]
                     request = response.get("UnprocessedKeys") or {}
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            if error_code(err) == "ResourceNotFoundException":
                 log.warning("results table %s does not exist: no job outputs", self.table_name)
                 return {}
             raise _translate(err, "reading job outputs") from err
@@ -197,8 +194,6 @@ class BatchResultsTable:
 
 
 def _results_from_env(environ: Mapping[str, str]) -> BatchResultsTable:
-    import boto3
-
     # boto3 reads the region, credentials and AWS_ENDPOINT_URL from the environment.
     return BatchResultsTable(
         boto3.client("dynamodb"), environ.get(ENV_RESULTS_TABLE) or DEFAULT_RESULTS_TABLE

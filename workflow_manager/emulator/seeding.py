@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from botocore.exceptions import ClientError
 
+from executor.aws_errors import error_code
 from executor.batch_results import BatchResultsTable
 from executor.local_commands import resolve_command
 
@@ -76,7 +77,7 @@ def ensure_batch_environment(
     try:
         role_arn = iam_client.get_role(RoleName=role_name)["Role"]["Arn"]
     except ClientError as err:
-        if err.response.get("Error", {}).get("Code") != "NoSuchEntity":
+        if error_code(err) != "NoSuchEntity":
             raise
         role_arn = iam_client.create_role(RoleName=role_name, AssumeRolePolicyDocument=_BATCH_TRUST_POLICY)[
             "Role"
