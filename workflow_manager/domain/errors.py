@@ -1,6 +1,6 @@
 """The one exception hierarchy of the service.
 
-Every layer raises these; `workflow_manager.app` maps them to HTTP status codes in one place
+Every layer raises these; `workflow_manager.api.errors` maps them to HTTP status codes in one place
 (`WorkflowManagerError.status`). Ports translate backend errors (botocore, pynamodb) into them, so the
 domain never sees a backend exception.
 """
