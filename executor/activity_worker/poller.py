@@ -22,6 +22,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from executor.activity_worker.runner import SIGTERM_GRACE_SECONDS, CancelEvent, TaskOutcome, run_task
+from executor.aws_errors import error_code
 from workflow_manager.domain.aws import MAX_NAME_LENGTH, NAME_SEPARATOR
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,6 @@ HEARTBEAT_SECONDS = 20.0
 TASK_GONE_ERROR_CODES = frozenset({"TaskDoesNotExist", "TaskTimedOut", "InvalidToken"})
 # After a poll error the poller waits, doubling from the configured backoff up to this cap.
 MAX_POLL_ERROR_BACKOFF_SECONDS = 30.0
-
-
-def _error_code(err: Exception) -> str:
-    if isinstance(err, ClientError):
-        return str(err.response.get("Error", {}).get("Code", ""))
-    return ""
 
 
 def activity_name(activity: str, namespace: str | None = None) -> str:
@@ -61,7 +56,7 @@ def ensure_activity(sfn_client: Any, name: str) -> str:
     try:
         return sfn_client.create_activity(name=name)["activityArn"]
     except ClientError as err:
-        if _error_code(err) != "ActivityAlreadyExists":
+        if error_code(err) != "ActivityAlreadyExists":
             raise
     for page in sfn_client.get_paginator("list_activities").paginate():
         for activity in page.get("activities", []):
@@ -262,8 +257,8 @@ class ActivityWorker:
             try:
                 self._client.send_task_heartbeat(taskToken=token)
             except (ClientError, BotoCoreError) as err:
-                if _error_code(err) in TASK_GONE_ERROR_CODES:
-                    log.warning("heartbeat: task is gone (%s), cancelling its command", _error_code(err))
+                if error_code(err) in TASK_GONE_ERROR_CODES:
+                    log.warning("heartbeat: task is gone (%s), cancelling its command", error_code(err))
                     cancel.cancel(self.heartbeat_loss_grace_seconds)
                     return
                 log.error("heartbeat failed: %s", err)
