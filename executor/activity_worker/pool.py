@@ -12,10 +12,11 @@ The workers file (`data/workers.yml`):
         work_directory: /tmp/wfm-work               # optional: WORK_DIR parent, as sfncli's flag
         env: {LOG_LEVEL: debug}                     # optional: extra environment variables
 
-Relative paths are resolved against the YAML file's directory, so `data/` can ship its scripts: the
-command's first element when it contains a `/` (`./run.sh`), and any later argument that contains a
-`/` and names an existing file or directory there (`tasks/hello.py`). A bare name (`python3`) is
-looked up on PATH; other arguments (`validate`, `--flag`) are passed as they are.
+Relative paths are resolved against the YAML file's directory, so `data/` can ship its scripts:
+the command's first element when it contains a `/` (`./run.sh`), and any later argument that
+contains a `/` and names an existing file or directory there (`tasks/hello.py`). A bare name
+(`python3`) is looked up on PATH; other arguments (`validate`, `--flag`) are passed as they are. The
+rule is `executor.local_commands.resolve_command`, which the emulator's job definitions follow too.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 import yaml
 
 from executor.activity_worker.poller import ActivityWorker, activity_name
+from executor.local_commands import resolve_command
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +47,6 @@ class WorkerSpec:
     concurrency: int = 1
     work_directory: str | None = None
     env: dict[str, str] = field(default_factory=dict)
-
-
-def _resolve_command(command: list[str], base: Path) -> list[str]:
-    resolved = list(command)
-    first = resolved[0]
-    if "/" in first and not os.path.isabs(first):
-        resolved[0] = str((base / first).resolve())
-    for index in range(1, len(resolved)):
-        argument = resolved[index]
-        if "/" in argument and not os.path.isabs(argument) and (base / argument).exists():
-            resolved[index] = str((base / argument).resolve())
-    return resolved
 
 
 def load_worker_specs(path: str | os.PathLike[str]) -> list[WorkerSpec]:
@@ -89,7 +79,7 @@ def load_worker_specs(path: str | os.PathLike[str]) -> list[WorkerSpec]:
         specs.append(
             WorkerSpec(
                 activity=str(activity),
-                command=_resolve_command(command, path.parent),
+                command=resolve_command(command, path.parent),
                 concurrency=concurrency,
                 work_directory=str(work_directory) if work_directory else None,
                 env={str(k): str(v) for k, v in env.items()},
