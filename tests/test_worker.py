@@ -23,7 +23,7 @@ import boto3
 import pytest
 
 from executor.activity_worker.command import add_worker_arguments
-from executor.activity_worker.poller import ActivityWorker, activity_name, ensure_activity
+from executor.activity_worker.poller import ActivityWorker, ensure_activity, polled_activity_name
 from executor.activity_worker.pool import load_worker_specs, start_workers_from_file
 from executor.activity_worker.runner import CancelEvent, TaskOutcome, run_task, truncate_utf8
 from tests.conftest import wait_for
@@ -247,10 +247,10 @@ def test_truncate_utf8_cuts_between_characters(text: str, limit: int, expected: 
 
 
 def test_activity_name_prefixes_the_namespace():
-    assert activity_name("echo", "dev") == "dev--echo"
-    assert activity_name("echo", None) == "echo"
+    assert polled_activity_name("echo", "dev") == "dev--echo"
+    assert polled_activity_name("echo", None) == "echo"
     with pytest.raises(ValueError, match="1 to 80 characters"):
-        activity_name("a" * 80, "dev")
+        polled_activity_name("a" * 80, "dev")
 
 
 def test_worker_arguments_take_the_command_after_double_dash():

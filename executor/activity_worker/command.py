@@ -14,8 +14,9 @@ import sys
 import threading
 from typing import Any
 
-from executor.activity_worker.poller import HEARTBEAT_SECONDS, ActivityWorker, activity_name
+from executor.activity_worker.poller import HEARTBEAT_SECONDS, ActivityWorker, polled_activity_name
 from executor.activity_worker.runner import signal_name
+from workflow_manager.domain.aws import NAME_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--namespace",
         default=None,
-        help="namespace: the activity polled is NAMESPACE--ACTIVITY (none: ACTIVITY as given)",
+        help=f"namespace: the activity polled is NAMESPACE{NAME_SEPARATOR}ACTIVITY (none: ACTIVITY as given)",
     )
     parser.add_argument("--concurrency", type=int, default=1, help="tasks run at once (default 1, as sfncli)")
     parser.add_argument(
@@ -70,7 +71,7 @@ def run_worker_command(args: argparse.Namespace, sfn_client: Any) -> int:
         print(f"worker: --concurrency must be at least 1, not {args.concurrency}", file=sys.stderr)
         return 2
     try:
-        name = activity_name(args.activity, args.namespace)
+        name = polled_activity_name(args.activity, args.namespace)
     except ValueError as err:
         print(f"worker: {err}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from executor.activity_worker.runner import SIGTERM_GRACE_SECONDS, CancelEvent, TaskOutcome, run_task
 from executor.aws_errors import error_code
-from workflow_manager.domain.aws import MAX_NAME_LENGTH, NAME_SEPARATOR
+from workflow_manager.domain.aws import MAX_NAME_LENGTH, activity_name
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,11 @@ TASK_GONE_ERROR_CODES = frozenset({"TaskDoesNotExist", "TaskTimedOut", "InvalidT
 MAX_POLL_ERROR_BACKOFF_SECONDS = 30.0
 
 
-def activity_name(activity: str, namespace: str | None = None) -> str:
-    """The Step Functions activity name for `activity` in `namespace`: `{namespace}--{activity}`,
-    or `activity` itself without a namespace."""
-    name = f"{namespace}{NAME_SEPARATOR}{activity}" if namespace else activity
+def polled_activity_name(activity: str, namespace: str | None = None) -> str:
+    """The name of the activity a worker for `activity` polls: `activity_name(namespace, activity)`
+    (`{namespace}--{activity}`), or `activity` itself without a namespace. ValueError unless it has
+    1 to MAX_NAME_LENGTH characters, since CreateActivity would refuse it."""
+    name = activity_name(namespace, activity) if namespace else activity
     if not name or len(name) > MAX_NAME_LENGTH:
         raise ValueError(f"activity name must be 1 to {MAX_NAME_LENGTH} characters: {name!r} has {len(name)}")
     return name

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from executor.activity_worker.poller import ActivityWorker, activity_name
+from executor.activity_worker.poller import ActivityWorker, polled_activity_name
 from executor.local_commands import resolve_command
 
 log = logging.getLogger(__name__)
@@ -128,13 +128,14 @@ def start_workers_from_file(
     **worker_options: Any,
 ) -> WorkerPool:
     """Start one ActivityWorker per entry of the workers file at `path`, on activity
-    `{namespace}--{name}`. `worker_options` go to every ActivityWorker (poll_interval, ...)."""
+    `polled_activity_name(name, namespace)`. `worker_options` go to every ActivityWorker
+    (poll_interval, ...)."""
     specs = load_worker_specs(path)
     pool = WorkerPool(stop_event)
     for spec in specs:
         worker = ActivityWorker(
             sfn_client,
-            activity_name(spec.activity, namespace),
+            polled_activity_name(spec.activity, namespace),
             spec.command,
             concurrency=spec.concurrency,
             work_directory=spec.work_directory,
