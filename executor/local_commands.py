@@ -10,9 +10,11 @@ from pathlib import Path
 
 
 def resolve_command(command: Sequence[str] | str, base_dir: str | os.PathLike[str] | None) -> list[str]:
-    """A command with its relative paths resolved against `base_dir` (the workers file's rule): the
-    first element when it contains a `/`, and any later argument that contains a `/` and names an
-    existing file or directory there. A string is run with `sh -c`."""
+    """A command with its relative paths resolved against `base_dir`: the first element when it
+    contains a `/`, whether or not it exists, and any later argument that contains a `/` and names
+    an existing file or directory there (so `--out=x/y` stays as it is). A string is run with
+    `sh -c` (job definitions); the workers file splits its string commands shell-style first, so it
+    passes a list."""
     parts = ["sh", "-c", command] if isinstance(command, str) else [str(part) for part in command]
     if base_dir is None or not parts:
         return parts

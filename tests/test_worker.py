@@ -22,20 +22,12 @@ from typing import Any
 import boto3
 import pytest
 
-from executor.activity_worker import poller as worker
-from executor.activity_worker.poller import (
-    ActivityWorker,
-    CancelEvent,
-    TaskOutcome,
-    activity_name,
-    add_worker_arguments,
-    ensure_activity,
-    load_worker_specs,
-    run_task,
-    start_workers_from_file,
-    truncate_utf8,
-)
+from executor.activity_worker.command import add_worker_arguments
+from executor.activity_worker.poller import ActivityWorker, ensure_activity, polled_activity_name
+from executor.activity_worker.pool import load_worker_specs, start_workers_from_file
+from executor.activity_worker.runner import CancelEvent, TaskOutcome, run_task, truncate_utf8
 from tests.conftest import wait_for
+from workflow_manager.domain.aws import MAX_TASK_CAUSE_LENGTH, MAX_TASK_ERROR_LENGTH
 
 SCRIPTS = Path(__file__).parent / "fixtures" / "worker"
 PROJECT_ROOT = Path(__file__).parent.parent
@@ -220,7 +212,7 @@ def test_long_error_name_is_truncated_without_splitting_a_character():
 
     assert outcome.error.endswith("[truncated]")
     assert outcome.error.startswith("é" * 100)
-    assert len(outcome.error.encode()) <= worker.MAX_TASK_ERROR_LENGTH
+    assert len(outcome.error.encode()) <= MAX_TASK_ERROR_LENGTH
     assert "\ufffd" not in outcome.error
     assert outcome.cause == "short cause"
 
@@ -233,7 +225,7 @@ def test_long_cause_is_truncated_to_the_send_task_failure_limit():
     assert outcome.error == "sfncli.TaskInputNotJSON"
     assert outcome.cause.startswith("task input not valid JSON: '€€€")
     assert outcome.cause.endswith("€[truncated]")
-    assert len(outcome.cause.encode()) <= worker.MAX_TASK_CAUSE_LENGTH
+    assert len(outcome.cause.encode()) <= MAX_TASK_CAUSE_LENGTH
     assert "\ufffd" not in outcome.cause
 
 
@@ -255,10 +247,10 @@ def test_truncate_utf8_cuts_between_characters(text: str, limit: int, expected: 
 
 
 def test_activity_name_prefixes_the_namespace():
-    assert activity_name("echo", "dev") == "dev--echo"
-    assert activity_name("echo", None) == "echo"
+    assert polled_activity_name("echo", "dev") == "dev--echo"
+    assert polled_activity_name("echo", None) == "echo"
     with pytest.raises(ValueError, match="1 to 80 characters"):
-        activity_name("a" * 80, "dev")
+        polled_activity_name("a" * 80, "dev")
 
 
 def test_worker_arguments_take_the_command_after_double_dash():

@@ -22,7 +22,7 @@ def _serve(_args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from executor.activity_worker.poller import run_worker_command
+    from executor.activity_worker.command import run_worker_command
     from workflow_manager.wiring import AwsClients
 
     config = Config.from_env()
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve the API (gunicorn, deploy/gunicorn.conf.py)")
     worker = commands.add_parser("worker", help="run an activity worker for a local command")
-    from executor.activity_worker.poller import add_worker_arguments
+    from executor.activity_worker.command import add_worker_arguments
 
     add_worker_arguments(worker)
     from executor.batch_results import (

@@ -159,7 +159,7 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
             max_interval_seconds=config.updater_max_interval_seconds,
         )
     if config.start_workers and config.workers_file is not None and config.workers_file.exists():
-        from executor.activity_worker.poller import start_workers_from_file
+        from executor.activity_worker.pool import start_workers_from_file
 
         runtime.workers = start_workers_from_file(
             sfn_client, config.workers_file, config.default_namespace, threading.Event()
