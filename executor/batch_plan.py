@@ -1,5 +1,6 @@
 """The plan of a Batch workflow: which Task states become Batch jobs, what each one waits for, and in
-which order they are submitted. Pure functions on States Language documents, no AWS calls.
+which order they are submitted. Pure functions on States Language documents, no AWS calls; their
+shape is read through the one walker, `workflow_manager.domain.states`.
 
 The reference's 2017 executor ordered states with a Kahn's-algorithm toposort over `Next` edges
 (`resources.OrderedStates`, `toposort.Sort`; notes 4.2). This module keeps that sort (same waves,
@@ -33,6 +34,7 @@ from typing import Any
 
 from workflow_manager.domain.aws import MAX_BATCH_ATTEMPTS, MAX_JOB_DEPENDENCIES, MIN_ATTEMPT_DURATION_SECONDS
 from workflow_manager.domain.errors import InvalidInput
+from workflow_manager.domain.states import parallel_branches, state_of, states_of
 
 # States Language: a retrier without MaxAttempts retries 3 times.
 DEFAULT_RETRIER_MAX_ATTEMPTS = 3
@@ -89,7 +91,7 @@ def plan_jobs(state_machine: dict[str, Any], start_at: str | None = None) -> lis
     Raises InvalidInput for a state the batch manager cannot run, a broken transition, a cycle, or a
     job with more than MAX_JOB_DEPENDENCIES dependencies, naming the state.
     """
-    states = _states(state_machine)
+    states = states_of(state_machine)
     start = start_at if start_at is not None else state_machine.get("StartAt")
     if not isinstance(start, str) or start not in states:
         raise InvalidInput(f"State {start if isinstance(start, str) else ''} not found in StateMachine")
@@ -126,9 +128,7 @@ def _walk_chain(
         if state_name in seen:
             raise InvalidInput(f"{CYCLE_MESSAGE}: state '{state_name}' is reached again")
         seen.add(state_name)
-        state = states[state_name]
-        if not isinstance(state, dict):
-            raise InvalidInput(f"state '{state_name}' must be an object")
+        state = state_of(state_name, states[state_name])
         if state.get("Catch"):
             raise InvalidInput(f"state '{state_name}' has a Catch, which the batch manager cannot run")
         state_type = state.get("Type")
@@ -139,12 +139,9 @@ def _walk_chain(
             dependencies[state_name] = current
             current = [state_name]
         elif state_type == "Parallel":
-            branches = state.get("Branches")
-            if not isinstance(branches, list) or not branches:
-                raise InvalidInput("Parallel states must contain at least one branch")
             ends: list[str] = []
-            for branch in branches:
-                branch_states = _states(branch)
+            for branch in parallel_branches(state_name, state):
+                branch_states = states_of(branch)
                 ends.extend(_walk_chain(branch_states, branch.get("StartAt"), current, tasks, dependencies))
             current = list(dict.fromkeys(ends))
         elif state_type in _END_TYPES:
@@ -157,13 +154,6 @@ def _walk_chain(
         if state.get("End") is True:
             return current
         state_name = state.get("Next")
-
-
-def _states(machine: Any) -> dict[str, Any]:
-    states = machine.get("States") if isinstance(machine, dict) else None
-    if not isinstance(states, dict):
-        raise InvalidInput("a state machine must have a 'States' object")
-    return states
 
 
 # Per-job settings

@@ -29,7 +29,6 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from workflow_manager.domain.definitions import find_state
 from workflow_manager.domain.models import (
     Job,
     JobAttempt,
@@ -38,6 +37,7 @@ from workflow_manager.domain.models import (
     StateResourceType,
     Workflow,
 )
+from workflow_manager.domain.states import find_state
 from workflow_manager.domain.status import DONE_JOB_STATUSES
 
 log = logging.getLogger(__name__)

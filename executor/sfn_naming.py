@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from workflow_manager.domain.aws import (
@@ -40,7 +40,9 @@ from workflow_manager.domain.aws import (
     is_forbidden_name_character,
 )
 from workflow_manager.domain.errors import InvalidInput
+from workflow_manager.domain.inputs import string_tags
 from workflow_manager.domain.models import StateResource, StateResourceType
+from workflow_manager.domain.states import iter_states, nested_state_machines, state_of, states_of
 
 # The reference replaces the characters Step Functions forbids in names by "-" in state machine names
 # (executor/sfnconventions/sfnconventions.go, note 3.1; `domain.aws.is_forbidden_name_character`).
@@ -181,7 +183,8 @@ def state_machine_tags(
 ) -> dict[str, str]:
     """The reference's `StateMachineTags`, with `workflow-definition-start-at` holding the StartAt
     state (the reference wrote the definition name there; contract 6). The definition's default
-    tags override; only their string values are kept (the reference's `util.ToTagMap`)."""
+    tags override; only their string values are kept (the reference's `util.ToTagMap`; the tag rule
+    is `inputs.string_tags`)."""
     tags = {
         "application": definition_name,
         "environment": namespace,
@@ -189,9 +192,7 @@ def state_machine_tags(
         "workflow-definition-version": str(version),
         "workflow-definition-start-at": start_at,
     }
-    for key, value in (default_tags or {}).items():
-        if isinstance(value, str):
-            tags[key] = value
+    tags.update(string_tags(default_tags, drop_non_strings=True))
     return tags
 
 
@@ -224,13 +225,16 @@ def resolve_state_machine(
     5. a full ARN (`arn:...`): as is;
     6. anything else: the activity `{namespace}--{Resource}`.
 
-    Raises InvalidInput for a structure that cannot be deployed (a Task without a string Resource, a
-    Parallel branch or Map iterator that is not an object, non-object Parameters on a glue or batch
-    Task, an activity name Step Functions would reject).
+    Raises InvalidInput for a structure that cannot be deployed: a malformed shape (the walker's rules,
+    `domain.states`: e.g. a Parallel state without branches, a Map state without an iterator), a Task
+    without a string Resource, non-object Parameters on a glue or batch Task, an activity name Step
+    Functions would reject.
     """
     resolved = copy.deepcopy(state_machine)
     context = _Context(namespace, region, account, lookup_state_resource, job_queue)
-    _resolve_states(resolved, context, _query_language(resolved, "JSONPath"))
+    # The walker checks the top level's shape before its QueryLanguage is read.
+    states = states_of(resolved)
+    _resolve_states(states, context, _query_language(resolved, "JSONPath"))
     return resolved
 
 
@@ -247,47 +251,19 @@ def _query_language(node: dict[str, Any], inherited: str) -> str:
     return language if isinstance(language, str) and language else inherited
 
 
-def _resolve_states(machine: Any, context: _Context, inherited_language: str) -> None:
-    for state_name, state in _states_of(machine):
+def _resolve_states(states: dict[str, Any], context: _Context, inherited_language: str) -> None:
+    for state_name, state in states.items():
+        state = state_of(state_name, state)
         state_type = state.get("Type")
         language = _query_language(state, inherited_language)
         if state_type == "Task":
             _resolve_task(state_name, state, context, language)
             _add_default_retrier(state)
-        elif state_type == "Parallel":
-            for branch in _branches_of(state_name, state):
-                _resolve_states(branch, context, language)
-        elif state_type == "Map":
-            for iterator in _iterators_of(state_name, state):
-                _resolve_states(iterator, context, language)
-            if language != QUERY_LANGUAGE_JSONATA:
-                _forward_execution_name(state)
-
-
-def _states_of(machine: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    states = machine.get("States") if isinstance(machine, dict) else None
-    if not isinstance(states, dict):
-        raise InvalidInput("state machine has no 'States' object")
-    for state_name, state in states.items():
-        if not isinstance(state, dict):
-            raise InvalidInput(f"state '{state_name}' is not an object")
-        yield state_name, state
-
-
-def _branches_of(state_name: str, state: dict[str, Any]) -> list[dict[str, Any]]:
-    branches = state.get("Branches") or []
-    if not isinstance(branches, list) or not all(isinstance(b, dict) for b in branches):
-        # The reference: "Nil branch found in parallel state".
-        raise InvalidInput(f"nil branch found in parallel state '{state_name}'")
-    return branches
-
-
-def _iterators_of(state_name: str, state: dict[str, Any]) -> list[dict[str, Any]]:
-    iterators = [state[key] for key in ("Iterator", "ItemProcessor") if key in state]
-    if not iterators or not all(isinstance(i, dict) for i in iterators):
-        # The reference: "Nil iterator found in map state".
-        raise InvalidInput(f"nil iterator found in map state '{state_name}'")
-    return iterators
+        # Parallel branches and Map iterators inherit the state's query language.
+        for nested in nested_state_machines(state_name, state):
+            _resolve_states(states_of(nested), context, language)
+        if state_type == "Map" and language != QUERY_LANGUAGE_JSONATA:
+            _forward_execution_name(state)
 
 
 def _resolve_task(state_name: str, state: dict[str, Any], context: _Context, language: str) -> None:
@@ -401,28 +377,17 @@ def activity_names_in(state_machine: dict[str, Any], namespace: str) -> set[str]
     Works on a definition before or after `resolve_state_machine`: a Resource that the resolution
     rules would make an activity gives `{namespace}--{Resource}`, and an activity ARN gives its name
     when that name is in `namespace` (an activity ARN outside it belongs to someone else). Before
-    resolution, state resources are not looked up, so prefer the resolved definition.
+    resolution, state resources are not looked up, so prefer the resolved definition. A malformed
+    shape raises the walker's InvalidInput (`domain.states`).
     """
     names: set[str] = set()
-    _collect_activity_names(state_machine, namespace, names)
-    return names
-
-
-def _collect_activity_names(machine: Any, namespace: str, names: set[str]) -> None:
-    if not isinstance(machine, dict) or not isinstance(machine.get("States"), dict):
-        return
-    for state in machine["States"].values():
-        if not isinstance(state, dict):
-            continue
+    for _, state, _ in iter_states(state_machine):
         resource = state.get("Resource")
         if state.get("Type") == "Task" and isinstance(resource, str) and resource:
             name = _activity_name_of(resource, namespace)
             if name is not None:
                 names.add(name)
-        for branch in state.get("Branches") or []:
-            _collect_activity_names(branch, namespace, names)
-        for key in ("Iterator", "ItemProcessor"):
-            _collect_activity_names(state.get(key), namespace, names)
+    return names
 
 
 def _activity_name_of(resource: str, namespace: str) -> str | None:

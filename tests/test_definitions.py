@@ -18,17 +18,15 @@ import pytest
 from workflow_manager.domain import aws
 from workflow_manager.domain.aws import MAX_NAME_LENGTH
 from workflow_manager.domain.definitions import (
-    count_states,
-    find_state,
     prune_unreachable_states,
     remove_inactive_states,
-    top_level_state_names,
     validate_aws_name,
     validate_definition,
     validate_state_machine,
     validate_tags,
 )
 from workflow_manager.domain.errors import InvalidInput
+from workflow_manager.domain.states import count_states, find_state, top_level_state_names
 
 DEFINITIONS = Path(__file__).parent / "fixtures" / "definitions"
 KITCHENSINK_TAGS = {"tag1": "val1", "tag2": "val2", "tag3": "val3"}

@@ -303,9 +303,12 @@ def test_jsonata_glue_task_gets_arguments_and_map_is_not_given_a_path():
     [
         (
             {"StartAt": "p", "States": {"p": {"Type": "Parallel", "Branches": [None], "End": True}}},
-            "nil branch",
+            "every branch of Parallel state 'p' must be an object",
         ),
-        ({"StartAt": "m", "States": {"m": {"Type": "Map", "End": True}}}, "nil iterator"),
+        (
+            {"StartAt": "m", "States": {"m": {"Type": "Map", "End": True}}},
+            "Map states must contain an iterator with at least one state",
+        ),
         ({"StartAt": "t", "States": {"t": {"Type": "Task", "End": True}}}, "has no Resource"),
         (task("x" * 80), "longer than 80"),
         (task("bad name"), "does not allow"),

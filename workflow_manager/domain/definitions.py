@@ -1,6 +1,8 @@
-"""What makes a workflow definition valid, and the state-machine walks the service needs.
+"""What makes a workflow definition valid, and pruning it to the states that can still run.
 
-Pure functions on States Language documents (dicts with PascalCase keys), no AWS and no store.
+Pure functions on States Language documents (dicts with PascalCase keys), no AWS and no store; the
+document's shape (States, Parallel branches, Map iterators) is read through the one walker,
+`workflow_manager.domain.states`, so a malformed shape has one message everywhere.
 Validation follows the reference's handler (`newWorkflowDefinitionFromRequest`, notes 1.2 steps 1-5):
 its two layers (notes 2.8) run recursively into Parallel branches and Map iterators (`Iterator` or
 the newer `ItemProcessor`), and every message is the reference's, word for word, typos included
@@ -16,20 +18,32 @@ Pitfalls:
   nothing changed, states that no *other* state named; that keeps an unreachable cycle (A -> B -> A)
   which Step Functions then rejects at CreateStateMachine. A graph walk removes it, so such a
   definition fails here with "N states have no transition path" instead.
-- State names are unique across a whole state machine (Step Functions requires it), which is what
-  makes `find_state` over nested branches unambiguous.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from workflow_manager.domain.aws import MAX_NAME_LENGTH, is_forbidden_name_character
 from workflow_manager.domain.errors import InvalidInput
+from workflow_manager.domain.inputs import string_tags
 from workflow_manager.domain.models import Manager
+from workflow_manager.domain.states import (
+    count_states,
+    iter_states,
+    list_field,
+    map_processors,
+    nested_state_machines,
+    parallel_branches,
+    state_of,
+    states_of,
+)
+
+# `services.workflows` reads the top-level states of a definition from this module; the walk itself
+# is `states.top_level_state_names`.
+from workflow_manager.domain.states import top_level_state_names as top_level_state_names
 
 # The state types the Batch executor can run (contract section 4): it turns Task states into Batch
 # jobs and follows Pass, Parallel, Succeed and Fail; it has no way to branch, wait or iterate.
@@ -39,9 +53,6 @@ BATCH_STATE_TYPES = ("Task", "Pass", "Parallel", "Succeed", "Fail")
 _NEXT_STATE_TYPES = frozenset({"Pass", "Task", "Wait", "Parallel", "Map"})
 # States that may have neither `End` nor `Next`.
 _TERMINAL_OR_CHOICE_TYPES = frozenset({"Fail", "Succeed", "Choice"})
-# Keys of a Map state that hold its iteration's state machine: `Iterator` (the reference's, now
-# deprecated by AWS) and `ItemProcessor` (its replacement). Both are supported.
-MAP_PROCESSOR_KEYS = ("Iterator", "ItemProcessor")
 
 
 # Names
@@ -106,18 +117,8 @@ def _manager(manager: Any) -> Manager:
 
 
 def validate_tags(tags: Any) -> None:
-    """Tag values must all be strings (the reference's `validateTagsMap`)."""
-    if tags is None:
-        return
-    if not isinstance(tags, dict):
-        raise InvalidInput(f"tags must be an object of strings, not {_json(tags)}")
-    for value in tags.values():
-        if not isinstance(value, str):
-            raise InvalidInput(f"error converting tag value to string: {_json(value)}")
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    """`defaultTags` follow the tag rule (`inputs.string_tags`, the reference's `validateTagsMap`)."""
+    string_tags(tags)
 
 
 # Layer 1: validateStateMachine
@@ -125,29 +126,22 @@ def _json(value: Any) -> str:
 
 def validate_state_machine(state_machine: dict[str, Any]) -> None:
     """The reference's `validateStateMachine`: per-type checks of every state, at every depth."""
-    states = _states(state_machine)
-    if not states:
-        raise InvalidInput("Must define at least one state")
-    for state_name, state in states.items():
-        state = _state(state_name, state)
+    # The walker raises the reference's "Must define at least one state", "Map states must contain
+    # an iterator with at least one state" and "Parallel states must contain at least one branch".
+    for state_name, state in states_of(state_machine).items():
+        state = state_of(state_name, state)
         state_type = state.get("Type")
         if state_type == "Map":
-            processors = map_processors(state_name, state)
-            if not processors:
-                raise InvalidInput("Map states must contain an iterator with at least one state")
-            for processor in processors:
+            for processor in map_processors(state_name, state):
                 validate_state_machine(processor)
         elif state_type == "Parallel":
-            branches = parallel_branches(state_name, state)
-            if not branches:
-                raise InvalidInput("Parallel states must contain at least one branch")
-            for branch in branches:
+            for branch in parallel_branches(state_name, state):
                 validate_state_machine(branch)
         elif state_type == "Task":
             if not state.get("Resource"):
                 raise InvalidInput("Task states must contain a valid resource string")
         elif state_type == "Choice":
-            choices = _list(state_name, state, "Choices")
+            choices = list_field(state_name, state, "Choices")
             if not choices:
                 raise InvalidInput("Choice states must contain at least one choice")
             for choice in choices:
@@ -187,7 +181,7 @@ def _validate_wait(state_name: str, state: dict[str, Any]) -> None:
 def remove_inactive_states(state_machine: dict[str, Any]) -> None:
     """The reference's `RemoveInactiveStates`, in place and recursive: drop the states not reachable
     from `StartAt`, then check that every remaining state's transitions lead to existing states."""
-    states = _states(state_machine)
+    states = states_of(state_machine)
     start_at = state_machine.get("StartAt")
     if not isinstance(start_at, str) or start_at not in states:
         raise InvalidInput(f"State {_text(start_at)} not found in StateMachine")
@@ -205,7 +199,7 @@ def _reachable_from(start_at: str, states: dict[str, Any]) -> set[str]:
     pending = [start_at]
     while pending:
         state_name = pending.pop()
-        for target in _transitions(state_name, _state(state_name, states[state_name])):
+        for target in _transitions(state_name, state_of(state_name, states[state_name])):
             if target in states and target not in reachable:
                 reachable.add(target)
                 pending.append(target)
@@ -217,7 +211,7 @@ def _transitions(state_name: str, state: dict[str, Any]) -> list[Any]:
     if state_type in _NEXT_STATE_TYPES:
         return [state.get("Next"), *_catch_targets(state_name, state)]
     if state_type == "Choice":
-        targets = [c.get("Next") for c in _list(state_name, state, "Choices") if isinstance(c, dict)]
+        targets = [c.get("Next") for c in list_field(state_name, state, "Choices") if isinstance(c, dict)]
         return [*targets, state.get("Default")]
     if state_type in ("Succeed", "Fail"):
         return []
@@ -225,7 +219,7 @@ def _transitions(state_name: str, state: dict[str, Any]) -> list[Any]:
 
 
 def _catch_targets(state_name: str, state: dict[str, Any]) -> list[Any]:
-    return [c.get("Next") for c in _list(state_name, state, "Catch") if isinstance(c, dict)]
+    return [c.get("Next") for c in list_field(state_name, state, "Catch") if isinstance(c, dict)]
 
 
 def _check_transitions(state_name: str, state: dict[str, Any], states: dict[str, Any]) -> None:
@@ -241,7 +235,7 @@ def _check_transitions(state_name: str, state: dict[str, Any], states: dict[str,
     if state_type in _NEXT_STATE_TYPES and not end:
         targets.append(next_state)
     elif state_type == "Choice":
-        choices = _list(state_name, state, "Choices")
+        choices = list_field(state_name, state, "Choices")
         targets.extend(c.get("Next") if isinstance(c, dict) else None for c in choices)
         if state.get("Default"):
             targets.append(state["Default"])
@@ -249,16 +243,6 @@ def _check_transitions(state_name: str, state: dict[str, Any], states: dict[str,
     for target in targets:
         if not isinstance(target, str) or target not in states:
             raise InvalidInput(f"invalid transition in '{state_name}': '{_text(target)}'")
-
-
-def count_states(state_machine: dict[str, Any]) -> int:
-    """Every state at every depth: a Parallel or Map state counts itself and the states inside it."""
-    total = 0
-    for state_name, state in _states(state_machine).items():
-        total += 1
-        for nested in nested_state_machines(state_name, _state(state_name, state)):
-            total += count_states(nested)
-    return total
 
 
 def prune_unreachable_states(state_machine: dict[str, Any], start_at: str | None = None) -> dict[str, Any]:
@@ -285,104 +269,8 @@ def validate_batch_states(state_machine: dict[str, Any]) -> None:
             )
 
 
-# Walks
-
-
-def top_level_state_names(state_machine: dict[str, Any]) -> list[str]:
-    """The names of the top-level states, in document order."""
-    states = state_machine.get("States") if isinstance(state_machine, dict) else None
-    return list(states) if isinstance(states, dict) else []
-
-
-def iter_states(state_machine: dict[str, Any], depth: int = 0) -> Iterator[tuple[str, dict[str, Any], int]]:
-    """Every state as (name, state, depth), depth first in document order: a Parallel or Map state
-    comes before the states of its branches or iterators (depth 0 is the top level)."""
-    for state_name, state in _states(state_machine).items():
-        state = _state(state_name, state)
-        yield state_name, state, depth
-        for nested in nested_state_machines(state_name, state):
-            yield from iter_states(nested, depth + 1)
-
-
-def find_state(state_machine: dict[str, Any], name: str) -> dict[str, Any] | None:
-    """The state called `name`, at the top level or inside any Parallel branch or Map iterator."""
-    states = state_machine.get("States") if isinstance(state_machine, dict) else None
-    if not isinstance(states, dict):
-        return None
-    state = states.get(name)
-    if isinstance(state, dict):
-        return state
-    for state in states.values():
-        if not isinstance(state, dict):
-            continue
-        for nested in _nested_or_empty(state):
-            found = find_state(nested, name)
-            if found is not None:
-                return found
-    return None
-
-
-def nested_state_machines(state_name: str, state: dict[str, Any]) -> list[dict[str, Any]]:
-    """The branches of a Parallel state or the iterators of a Map state; [] for other states."""
-    state_type = state.get("Type")
-    if state_type == "Parallel":
-        return parallel_branches(state_name, state)
-    if state_type == "Map":
-        return map_processors(state_name, state)
-    return []
-
-
-def _nested_or_empty(state: dict[str, Any]) -> list[dict[str, Any]]:
-    try:
-        return nested_state_machines("", state)
-    except InvalidInput:
-        return []
-
-
-def parallel_branches(state_name: str, state: dict[str, Any]) -> list[dict[str, Any]]:
-    branches = _list(state_name, state, "Branches")
-    for branch in branches:
-        if not isinstance(branch, dict):
-            raise InvalidInput(f"every branch of Parallel state '{state_name}' must be an object")
-    return branches
-
-
-def map_processors(state_name: str, state: dict[str, Any]) -> list[dict[str, Any]]:
-    processors = [state[key] for key in MAP_PROCESSOR_KEYS if state.get(key) is not None]
-    for processor in processors:
-        if not isinstance(processor, dict):
-            raise InvalidInput(f"the iterator of Map state '{state_name}' must be an object")
-    return processors
-
-
-# Shapes. The reference decoded the document into typed structs first (a 400 for a wrong JSON type);
-# these raise InvalidInput for the same mistakes instead of letting a TypeError become a 500.
-
-
-def _states(state_machine: Any) -> dict[str, Any]:
-    if not isinstance(state_machine, dict):
-        raise InvalidInput("a state machine must be an object")
-    states = state_machine.get("States")
-    if states is None:
-        return {}
-    if not isinstance(states, dict):
-        raise InvalidInput("States must be an object of states")
-    return states
-
-
-def _state(state_name: str, state: Any) -> dict[str, Any]:
-    if not isinstance(state, dict):
-        raise InvalidInput(f"state '{state_name}' must be an object")
-    return state
-
-
-def _list(state_name: str, state: dict[str, Any], key: str) -> list[Any]:
-    value = state.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidInput(f"{key} of state '{state_name}' must be an array")
-    return value
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _text(value: Any) -> str:

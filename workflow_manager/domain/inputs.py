@@ -1,4 +1,4 @@
-"""Workflow input rules (contract 5).
+"""Workflow input rules (contract 5), and the tag rule every tag map follows.
 
 A start request's `input` may be a string holding JSON text (the reference's form) or a JSON value
 (the reference README's form). The stored `input` is the caller's JSON text; the execution input is
@@ -44,13 +44,28 @@ def execution_input(stored_input: str, workflow_id: str) -> str:
     return stored_input
 
 
-def string_tags(tags: Any) -> dict[str, str]:
-    """Tags as a string map; any other value is the reference's 'error converting tag value'."""
+def string_tags(tags: Any, *, drop_non_strings: bool = False) -> dict[str, str]:
+    """Tags as a string map (None is no tags): the one tag rule, for a workflow's `tags`, a
+    definition's `defaultTags` and a state machine's tags.
+
+    A tag value must be a string: otherwise the reference's `validateTagsMap` error ("error
+    converting tag value to string: <value as JSON>"), or, with `drop_non_strings`, the value is left
+    out, as the reference's `util.ToTagMap` did when it turned stored default tags into AWS tags.
+    A non-object is rejected either way.
+    """
     if tags is None:
         return {}
     if not isinstance(tags, dict):
-        raise InvalidInput(f"tags must be an object of strings, not {json.dumps(tags)}")
-    for value in tags.values():
-        if not isinstance(value, str):
-            raise InvalidInput(f"error converting tag value to string: {json.dumps(value)}")
-    return dict(tags)
+        raise InvalidInput(f"tags must be an object of strings, not {_compact_json(tags)}")
+    strings: dict[str, str] = {}
+    for key, value in tags.items():
+        if isinstance(value, str):
+            strings[key] = value
+        elif not drop_non_strings:
+            raise InvalidInput(f"error converting tag value to string: {_compact_json(value)}")
+    return strings
+
+
+def _compact_json(value: Any) -> str:
+    # One spelling for every entry point: the compact one definition validation has always shown.
+    return json.dumps(value, separators=(",", ":"))
