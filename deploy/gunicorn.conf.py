@@ -11,7 +11,7 @@ _config = Config.from_env()
 
 wsgi_app = "workflow_manager.app:create_app()"
 worker_class = "uvicorn_worker.UvicornWorker"
-bind = [f"{_config.host}:{_config.port}"]
+bind = [f"{_config.bind_host}:{_config.port}"]
 workers = _config.serving_processes
 # Long enough for the background updater and workers to stop after SIGTERM.
 graceful_timeout = 30

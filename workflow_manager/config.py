@@ -2,8 +2,9 @@
 
 Each default is stated once, on its field. `Config.from_env()` overrides only the fields whose
 variable is set (an empty variable counts as unset, except the two files, where empty means "none");
-defaults that depend on another setting (the backend) are `None` on the field and filled in by
-`__post_init__`, so that `Config(...)` built in code and `Config.from_env()` agree.
+defaults that depend on another setting (the backend) are `None` on the field and read through a
+property (`bind_host`, `starts_workers`, `creates_tables`, `runs_batch`), so that `Config(...)` built
+in code and `Config.from_env()` agree.
 """
 
 from __future__ import annotations
@@ -97,15 +98,36 @@ class Config:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"WFM_BACKEND must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
-        embedded = self.backend == "embedded"
-        if self.host is None:
-            self.host = "127.0.0.1" if embedded else "0.0.0.0"
-        if self.start_workers is None:
-            self.start_workers = embedded
-        if self.dynamodb_create_tables is None:
-            self.dynamodb_create_tables = embedded
-        if self.batch_enabled is None:
-            self.batch_enabled = embedded
+
+    # Defaults that depend on the backend are read through these, at use, so that a Config changed
+    # after it was built (tests do) still agrees with itself.
+
+    @property
+    def embedded(self) -> bool:
+        return self.backend == "embedded"
+
+    @property
+    def bind_host(self) -> str:
+        """`host`, by default loopback in embedded mode and every interface elsewhere."""
+        if self.host is not None:
+            return self.host
+        return "127.0.0.1" if self.embedded else "0.0.0.0"
+
+    @property
+    def starts_workers(self) -> bool:
+        """`start_workers`, by default in embedded mode only."""
+        return self.embedded if self.start_workers is None else self.start_workers
+
+    @property
+    def creates_tables(self) -> bool:
+        """`dynamodb_create_tables`, by default in embedded mode only."""
+        return self.embedded if self.dynamodb_create_tables is None else self.dynamodb_create_tables
+
+    @property
+    def runs_batch(self) -> bool:
+        """`batch_enabled`, by default in embedded mode only (`from_env` also turns it on when a
+        default job queue is configured)."""
+        return self.embedded if self.batch_enabled is None else self.batch_enabled
 
     @property
     def serving_processes(self) -> int:

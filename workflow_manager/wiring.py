@@ -137,7 +137,7 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
         lookup_state_resource=lookup_state_resource,
     )
     executors: dict[Manager, Any] = {Manager.STEP_FUNCTIONS: sfn}
-    if config.batch_enabled:
+    if config.runs_batch:
         executors[Manager.BATCH] = _build_batch_executor(config, clients, lookup_state_resource)
     executor = ExecutorRouter(executors)
     workflows = WorkflowService(store, executor, config.default_namespace)
@@ -158,7 +158,7 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
             min_interval_seconds=config.updater_min_interval_seconds,
             max_interval_seconds=config.updater_max_interval_seconds,
         )
-    if config.start_workers and config.workers_file is not None and config.workers_file.exists():
+    if config.starts_workers and config.workers_file is not None and config.workers_file.exists():
         from executor.activity_worker.pool import start_workers_from_file
 
         runtime.workers = start_workers_from_file(
@@ -172,7 +172,7 @@ def _build_store(config: Config, clients: AwsClients) -> Store:
         return MemoryStore()
     if config.store == "dynamodb":
         store = build_dynamodb_store(config, clients)
-        if config.dynamodb_create_tables:
+        if config.creates_tables:
             created = store.create_tables()
             if created:
                 log.info("created DynamoDB tables: %s", ", ".join(created))
