@@ -215,7 +215,7 @@ def resolve_state_machine(
     1. a state resource `(namespace, Resource)` (from `lookup_state_resource`) with a URI: the URI
        when it is an ARN; a `JobDefinitionARN` one is submitted like `batch:<uri>`, since a job
        definition ARN is not a Task resource Step Functions accepts; a URI that is not an ARN is
-       an activity name (as `services.resource_type_for_uri` types it), used without namespace;
+       an activity name (as `domain.models.resource_type_for_uri` types it), used without namespace;
     2. `lambda:X`: the Lambda function `{namespace}--X`;
     3. `glue:X`: `glue:startJobRun.sync` with `Parameters.JobName = {namespace}--X`, other
        Parameters (`Arguments`, `Arguments.$`, ...) kept;
@@ -280,7 +280,7 @@ def _resolve_task(state_name: str, state: dict[str, Any], context: _Context, lan
         elif uri.startswith(ARN_PREFIX):
             state["Resource"] = uri
         else:
-            # A URI that is not an ARN is an activity name (services.resource_type_for_uri).
+            # A URI that is not an ARN is an activity name (domain.models.resource_type_for_uri).
             _check_activity_name(state_name, uri)
             state["Resource"] = activity_arn(context.region, context.account, uri)
     elif resource.startswith(LAMBDA_PREFIX):

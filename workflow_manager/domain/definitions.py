@@ -41,10 +41,6 @@ from workflow_manager.domain.states import (
     states_of,
 )
 
-# `services.workflows` reads the top-level states of a definition from this module; the walk itself
-# is `states.top_level_state_names`.
-from workflow_manager.domain.states import top_level_state_names as top_level_state_names
-
 # The state types the Batch executor can run (contract section 4): it turns Task states into Batch
 # jobs and follows Pass, Parallel, Succeed and Fail; it has no way to branch, wait or iterate.
 BATCH_STATE_TYPES = ("Task", "Pass", "Parallel", "Succeed", "Fail")

@@ -47,6 +47,19 @@ class StateResourceType(StrEnum):
     TASK_ARN = "TaskARN"
 
 
+def resource_type_for_uri(uri: str) -> StateResourceType:
+    """The type a state resource has when the request names none (contract 3)."""
+    if uri.startswith("arn:") and ":batch:" in uri and ":job-definition/" in uri:
+        return StateResourceType.JOB_DEFINITION_ARN
+    if uri.startswith("arn:") and ":lambda:" in uri:
+        return StateResourceType.LAMBDA_FUNCTION_ARN
+    if uri.startswith("arn:") and ":states:" in uri and ":activity:" in uri:
+        return StateResourceType.ACTIVITY_ARN
+    if uri.startswith("arn:"):
+        return StateResourceType.TASK_ARN
+    return StateResourceType.ACTIVITY_ARN
+
+
 def utc_now() -> datetime:
     """Now, in UTC, truncated to the millisecond the wire format carries, so that a value read
     back from any store compares equal to the one written."""

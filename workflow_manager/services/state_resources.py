@@ -6,20 +6,7 @@ from __future__ import annotations
 from store.interface import Store
 from workflow_manager.domain import definitions
 from workflow_manager.domain.errors import InvalidInput
-from workflow_manager.domain.models import StateResource, StateResourceType
-
-
-def resource_type_for_uri(uri: str) -> StateResourceType:
-    """The type a state resource has when the request names none (contract 3)."""
-    if uri.startswith("arn:") and ":batch:" in uri and ":job-definition/" in uri:
-        return StateResourceType.JOB_DEFINITION_ARN
-    if uri.startswith("arn:") and ":lambda:" in uri:
-        return StateResourceType.LAMBDA_FUNCTION_ARN
-    if uri.startswith("arn:") and ":states:" in uri and ":activity:" in uri:
-        return StateResourceType.ACTIVITY_ARN
-    if uri.startswith("arn:"):
-        return StateResourceType.TASK_ARN
-    return StateResourceType.ACTIVITY_ARN
+from workflow_manager.domain.models import StateResource, StateResourceType, resource_type_for_uri
 
 
 class StateResourceService:

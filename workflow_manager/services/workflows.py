@@ -19,7 +19,7 @@ from typing import Any
 
 from executor.interface import ExecutionReport, Executor
 from store.interface import MAX_LIST_LIMIT, Store, WorkflowPage, WorkflowQuery
-from workflow_manager.domain import definitions, inputs
+from workflow_manager.domain import definitions, inputs, states
 from workflow_manager.domain.errors import (
     ConcurrentModification,
     Conflict,
@@ -143,7 +143,7 @@ class WorkflowService:
             raise Conflict(f"Workflow {workflow_id} active: {original.status}")
         self._check_no_active_descendants(original)
         state_machine = original.workflow_definition.state_machine
-        if start_at not in definitions.top_level_state_names(state_machine):
+        if start_at not in states.top_level_state_names(state_machine):
             raise InvalidInput(f"Invalid StartAt state {start_at}")
         job = self._job_to_resume_from(original, start_at)
         resumed_definition = original.workflow_definition.copy()
