@@ -29,6 +29,8 @@ UNAVAILABLE_ERROR_CODES = frozenset(
         "ServiceUnavailableException",
         "InternalFailure",
         "InternalServerError",
+        # DynamoDB: another transaction holds the item; retrying later succeeds.
+        "TransactionInProgressException",
     }
 )
 

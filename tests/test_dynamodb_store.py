@@ -23,7 +23,8 @@ import boto3
 import pytest
 import yaml
 
-from store.dynamodb import ACTIVE_SHARDS, RetryPolicy
+from store.dynamodb.codec import ACTIVE_SHARDS
+from store.dynamodb.retry import RetryPolicy
 from store.interface import WorkflowQuery
 from store.paging import encode_page_token
 from tests.conftest import Api, app_config, free_port, serve
