@@ -15,13 +15,14 @@ GUNICORN_CONF = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
 
 def test_an_empty_environment_gives_the_defaults_of_the_fields():
     assert Config.from_env({}) == Config()
+    assert Config.from_env({"WFM_BACKEND": "aws"}) == Config(backend="aws", batch_enabled=False)
 
 
 def test_embedded_defaults_serve_loopback_with_workers_batch_and_tables():
     config = Config.from_env({})
     assert (config.backend, config.bind_host, config.port) == ("embedded", "127.0.0.1", 8080)
     assert config.starts_workers is True
-    assert config.runs_batch is True
+    assert config.batch_enabled is True
     assert config.creates_tables is True
     assert config.serving_processes == 1
 
@@ -30,7 +31,7 @@ def test_outside_embedded_mode_nothing_local_starts_by_default():
     config = Config.from_env({"WFM_BACKEND": "aws", "WFM_STORE": "dynamodb", "WFM_WORKERS": "4"})
     assert config.bind_host == "0.0.0.0"
     assert config.starts_workers is False
-    assert config.runs_batch is False
+    assert config.batch_enabled is False
     assert config.creates_tables is False
     assert config.serving_processes == 4
 
@@ -38,17 +39,12 @@ def test_outside_embedded_mode_nothing_local_starts_by_default():
 def test_defaults_follow_a_backend_changed_after_the_config_was_built():
     config = Config(backend="embedded")
     config.backend = "endpoint"
-    assert (config.bind_host, config.starts_workers, config.creates_tables, config.runs_batch) == (
-        "0.0.0.0",
-        False,
-        False,
-        False,
-    )
+    assert (config.bind_host, config.starts_workers, config.creates_tables) == ("0.0.0.0", False, False)
 
 
 def test_a_default_job_queue_turns_the_batch_executor_on():
     config = Config.from_env({"WFM_BACKEND": "aws", "WFM_BATCH_DEFAULT_QUEUE": "jobs"})
-    assert config.runs_batch is True
+    assert config.batch_enabled is True
     assert config.batch_default_queue == "jobs"
 
 

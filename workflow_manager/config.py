@@ -3,7 +3,7 @@
 Each default is stated once, on its field. `Config.from_env()` overrides only the fields whose
 variable is set (an empty variable counts as unset, except the two files, where empty means "none");
 defaults that depend on another setting (the backend) are `None` on the field and read through a
-property (`bind_host`, `starts_workers`, `creates_tables`, `runs_batch`), so that `Config(...)` built
+property (`bind_host`, `starts_workers`, `creates_tables`), so that `Config(...)` built
 in code and `Config.from_env()` agree.
 """
 
@@ -83,11 +83,11 @@ class Config:
     workflow_retention_days: float = 30.0
     dynamodb_endpoint: str | None = None
     dynamodb_create_tables: bool | None = None
-    # The Batch executor (definitions with manager `batch`): on in embedded mode, elsewhere when a
-    # default job queue is configured. The workflow queue `default` runs on `batch_default_queue`,
+    # The Batch executor (definitions with manager `batch`). From the environment: on in embedded
+    # mode, elsewhere when a default job queue is configured (only from_env knows whether it was). The workflow queue `default` runs on `batch_default_queue`,
     # others through `batch_custom_queues` (workflow queue -> job queue name or ARN). Job outputs go
     # to the results table. Embedded mode registers the job definitions of the file with the emulator.
-    batch_enabled: bool | None = None
+    batch_enabled: bool = True
     batch_default_queue: str = "default"
     batch_custom_queues: dict[str, str] = field(default_factory=dict)
     batch_results_table: str | None = None
@@ -124,12 +124,6 @@ class Config:
         return self.embedded if self.dynamodb_create_tables is None else self.dynamodb_create_tables
 
     @property
-    def runs_batch(self) -> bool:
-        """`batch_enabled`, by default in embedded mode only (`from_env` also turns it on when a
-        default job queue is configured)."""
-        return self.embedded if self.batch_enabled is None else self.batch_enabled
-
-    @property
     def serving_processes(self) -> int:
         """How many processes serve the API: one when the emulator or the memory store lives in the
         process (a second process would have state of its own), `web_workers` otherwise."""
@@ -146,8 +140,9 @@ class Config:
                 value = ""
             if value is not None:
                 overrides[name] = parse(value)
-        if "batch_enabled" not in overrides and "batch_default_queue" in overrides:
-            overrides["batch_enabled"] = True
+        if "batch_enabled" not in overrides:
+            embedded = overrides.get("backend", cls.backend) == "embedded"
+            overrides["batch_enabled"] = embedded or "batch_default_queue" in overrides
         config = cls(**overrides)
         if config.backend == "endpoint" and not config.aws_endpoint:
             raise ValueError("WFM_BACKEND=endpoint needs WFM_AWS_ENDPOINT or AWS_ENDPOINT_URL")

@@ -137,7 +137,7 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
         lookup_state_resource=lookup_state_resource,
     )
     executors: dict[Manager, Any] = {Manager.STEP_FUNCTIONS: sfn}
-    if config.runs_batch:
+    if config.batch_enabled:
         executors[Manager.BATCH] = _build_batch_executor(config, clients, lookup_state_resource)
     executor = ExecutorRouter(executors)
     workflows = WorkflowService(store, executor, config.default_namespace)
