@@ -11,7 +11,8 @@ The reference's 2017 executor (notes 4.3-4.8), with its known defects fixed:
 - `start(workflow)` records the Batch job ids on `workflow.jobs` (Job.id = Batch job id, Job.state =
   state name); the domain saves them. `report` and `cancel` read them back from there.
 - Status (`report`): DescribeJobs in pages of DESCRIBE_JOBS_MAX_IDS; job status by the reference's
-  mapping (`job_status_from_batch`), workflow status by its rules (`workflow_status_from_jobs`).
+  mapping (`job_status_from_batch`), workflow status by the domain's rules
+  (`workflow_manager.domain.status.workflow_status_from_jobs`).
   The reference's cancel wrote `aborted_by_user:` (lower case) while its mapping looked for
   `ABORTED_BY_USER`, so cancelled jobs showed as aborted_deps_failed; and a terminated running job
   (it has a start time) showed as failed. Here cancel writes `ABORTED_BY_USER: <reason>` and the
@@ -64,6 +65,7 @@ from workflow_manager.domain.models import (
     Workflow,
     WorkflowStatus,
 )
+from workflow_manager.domain.status import workflow_status_from_jobs
 
 log = logging.getLogger(__name__)
 
@@ -129,21 +131,6 @@ def job_status_from_batch(batch_job: Mapping[str, Any]) -> JobStatus:
         log.warning("unknown Batch job status %r of job %s", status, batch_job.get("jobId"))
         return JobStatus.CREATED
     return BATCH_STATUS_TO_JOB_STATUS[status]
-
-
-def workflow_status_from_jobs(statuses: Sequence[JobStatus]) -> WorkflowStatus:
-    """The reference's UpdateWorkflowStatus rules (notes 4.7): any aborted_by_user -> cancelled;
-    else any failed or aborted_deps_failed -> failed; else any running -> running; else all
-    succeeded -> succeeded; else queued (which the domain reads as "unchanged" once running)."""
-    if any(s == JobStatus.ABORTED_BY_USER for s in statuses):
-        return WorkflowStatus.CANCELLED
-    if any(s in (JobStatus.FAILED, JobStatus.ABORTED_DEPS_FAILED) for s in statuses):
-        return WorkflowStatus.FAILED
-    if any(s == JobStatus.RUNNING for s in statuses):
-        return WorkflowStatus.RUNNING
-    if statuses and all(s == JobStatus.SUCCEEDED for s in statuses):
-        return WorkflowStatus.SUCCEEDED
-    return WorkflowStatus.QUEUED
 
 
 def _attempts(batch_job: Mapping[str, Any]) -> list[JobAttempt]:

@@ -29,7 +29,6 @@ from executor.batch import (
     BatchExecutor,
     job_name,
     job_status_from_batch,
-    workflow_status_from_jobs,
 )
 from executor.batch_results import BatchResultsTable, dependents_input
 from executor.rate_limit import TokenBucket
@@ -47,6 +46,7 @@ from workflow_manager.domain.models import (
     WorkflowStatus,
     new_id,
 )
+from workflow_manager.domain.status import workflow_status_from_jobs
 from workflow_manager.emulator import batch_runner as moto_batch
 from workflow_manager.emulator.batch_runner import install_batch_runner
 from workflow_manager.emulator.seeding import BatchEnvironment, ensure_batch_environment, load_job_definitions
