@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from executor.routing import ExecutorRouter
+from executor.interface import Executor
 from store.interface import Store
 from workflow_manager.domain import definitions
 from workflow_manager.domain.errors import Conflict, InvalidInput, NotFound
@@ -12,9 +12,9 @@ from workflow_manager.domain.models import Manager, WorkflowDefinition
 
 
 class DefinitionService:
-    def __init__(self, store: Store, executors: ExecutorRouter):
+    def __init__(self, store: Store, executor: Executor):
         self._store = store
-        self._executors = executors
+        self._executor = executor
 
     def _build(self, body: dict[str, Any]) -> WorkflowDefinition:
         name = body.get("name") or ""
@@ -22,13 +22,14 @@ class DefinitionService:
         state_machine = body.get("stateMachine")
         default_tags = body.get("defaultTags")
         definitions.validate_definition(name, state_machine, manager, default_tags)
-        self._executors.validate_definition(manager, state_machine)
-        return WorkflowDefinition(
+        definition = WorkflowDefinition(
             name=name,
             state_machine=state_machine,
             manager=Manager(manager),
             default_tags=dict(default_tags or {}),
         )
+        self._executor.validate_definition(definition)
+        return definition
 
     def create(self, body: dict[str, Any]) -> WorkflowDefinition:
         definition = self._build(body)
