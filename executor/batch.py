@@ -7,11 +7,13 @@ The reference's 2017 executor (notes 4.3-4.8), with its known defects fixed:
 - Submission: one SubmitJob per planned job, after all of them were built and checked (job queue,
   job definition, attempts, timeout, input size), so a caller's mistake submits nothing. A failure
   part-way terminates the jobs already submitted (the reference left them running, unknown to the
-  service) and raises the domain error; `workflow.jobs` then lists the terminated jobs.
-- `start(workflow)` records the Batch job ids on `workflow.jobs` (Job.id = Batch job id, Job.state =
-  state name); the domain saves them. `report` and `cancel` read them back from there.
+  service) and raises StartAbandoned with the domain error and the terminated jobs.
+- `start(workflow)` returns the submitted jobs (Job.id = Batch job id, Job.state = state name) and
+  leaves the workflow as it was; the domain records them on `workflow.jobs` and saves them. `report`
+  and `cancel` read them back from there.
 - Status (`report`): DescribeJobs in pages of DESCRIBE_JOBS_MAX_IDS; job status by the reference's
-  mapping (`job_status_from_batch`), workflow status by its rules (`workflow_status_from_jobs`).
+  mapping (`job_status_from_batch`), workflow status by the domain's rules
+  (`workflow_manager.domain.status.workflow_status_from_jobs`).
   The reference's cancel wrote `aborted_by_user:` (lower case) while its mapping looked for
   `ABORTED_BY_USER`, so cancelled jobs showed as aborted_deps_failed; and a terminated running job
   (it has a start time) showed as failed. Here cancel writes `ABORTED_BY_USER: <reason>` and the
@@ -41,7 +43,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from executor import aws_errors, batch_plan, sfn_naming
 from executor import batch_results as batch_output
 from executor.batch_results import BatchResultsTable
-from executor.interface import ExecutionReport
+from executor.interface import ExecutionReport, StartAbandoned, StartedExecution
 from executor.rate_limit import TokenBucket
 from workflow_manager.domain.aws import (
     DESCRIBE_JOBS_MAX_IDS,
@@ -59,11 +61,14 @@ from workflow_manager.domain.models import (
     Job,
     JobAttempt,
     JobStatus,
+    Manager,
     StateResource,
     StateResourceType,
     Workflow,
+    WorkflowDefinition,
     WorkflowStatus,
 )
+from workflow_manager.domain.status import workflow_status_from_jobs
 
 log = logging.getLogger(__name__)
 
@@ -129,21 +134,6 @@ def job_status_from_batch(batch_job: Mapping[str, Any]) -> JobStatus:
         log.warning("unknown Batch job status %r of job %s", status, batch_job.get("jobId"))
         return JobStatus.CREATED
     return BATCH_STATUS_TO_JOB_STATUS[status]
-
-
-def workflow_status_from_jobs(statuses: Sequence[JobStatus]) -> WorkflowStatus:
-    """The reference's UpdateWorkflowStatus rules (notes 4.7): any aborted_by_user -> cancelled;
-    else any failed or aborted_deps_failed -> failed; else any running -> running; else all
-    succeeded -> succeeded; else queued (which the domain reads as "unchanged" once running)."""
-    if any(s == JobStatus.ABORTED_BY_USER for s in statuses):
-        return WorkflowStatus.CANCELLED
-    if any(s in (JobStatus.FAILED, JobStatus.ABORTED_DEPS_FAILED) for s in statuses):
-        return WorkflowStatus.FAILED
-    if any(s == JobStatus.RUNNING for s in statuses):
-        return WorkflowStatus.RUNNING
-    if statuses and all(s == JobStatus.SUCCEEDED for s in statuses):
-        return WorkflowStatus.SUCCEEDED
-    return WorkflowStatus.QUEUED
 
 
 def _attempts(batch_job: Mapping[str, Any]) -> list[JobAttempt]:
@@ -263,12 +253,19 @@ class BatchExecutor:
 
     # Executor port
 
-    def validate_definition(self, state_machine: dict[str, Any]) -> None:
-        """What Batch cannot run is a 400 when the definition is saved: Choice, Map and Wait states,
-        Catch, more than 20 dependencies for a job, an attempt timeout under Batch's minimum."""
-        batch_plan.validate_batch_definition(state_machine)
+    def validate_definition(self, definition: WorkflowDefinition) -> None:
+        """What Batch cannot run is a 400 when the definition is saved: no Task state, Catch, more
+        than 20 dependencies for a job, an attempt timeout under Batch's minimum (Choice, Map and
+        Wait states are refused by the domain's validation of a batch definition first); and
+        another manager's definition (a router that routed wrongly)."""
+        if definition.manager != Manager.BATCH:
+            raise InvalidInput(
+                f"definition '{definition.name}' is a '{definition.manager or Manager.STEP_FUNCTIONS}' "
+                f"definition; the Batch executor runs '{Manager.BATCH}' definitions"
+            )
+        batch_plan.validate_batch_definition(definition.state_machine)
 
-    def start(self, workflow: Workflow) -> None:
+    def start(self, workflow: Workflow) -> StartedExecution:
         submissions = self._submissions(workflow)
         job_ids: dict[str, str] = {}
         submitted: list[Job] = []
@@ -289,10 +286,14 @@ class BatchExecutor:
                     err, f"SubmitJob for state '{planned.state_name}'", client_fault_is_input=True
                 )
                 self._abandon(workflow, submitted, translated.message)
-                raise type(translated)(
+                error = type(translated)(
                     f"{translated.message} ({len(submitted)} of {len(submissions)} jobs had been "
                     "submitted and were terminated)"
-                ) from err
+                )
+                if not submitted:  # nothing ran: the plain domain error
+                    raise error from err
+                error.__cause__ = err
+                raise StartAbandoned(error, submitted) from error
             job_ids[planned.state_name] = response["jobId"]
             submitted.append(
                 Job(
@@ -303,7 +304,7 @@ class BatchExecutor:
                     state_resource=resource,
                 )
             )
-        workflow.jobs = submitted
+        return StartedExecution(jobs=submitted)
 
     def _abandon(self, workflow: Workflow, submitted: list[Job], reason: str) -> None:
         """Compensate a start that failed part-way: terminate what was submitted (TerminateJob
@@ -313,7 +314,6 @@ class BatchExecutor:
                 self._batch.terminate_job(jobId=job.id, reason=f"{SUBMISSION_FAILED_PREFIX}: {reason}"[:1024])
             except (ClientError, BotoCoreError):
                 log.exception("could not terminate job %s of workflow %s", job.id, workflow.id)
-        workflow.jobs = submitted
 
     def _describe(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         described: dict[str, dict[str, Any]] = {}

@@ -1,17 +1,25 @@
 """The executor port: what the domain asks of a backend that runs workflows.
 
-One implementation per backend (`executor.sfn`, later `executor.batch`), chosen per workflow by
-`executor.routing` from the definition's `manager`. Implementations translate backend errors into
+One implementation per backend (`executor.sfn`, `executor.batch`); `executor.routing` implements the
+same port by handing each call to the executor of the definition's `manager`, so the services never
+know whether they talk to one backend or several. Implementations translate backend errors into
 `workflow_manager.domain.errors` and never return botocore objects.
+
+Contract (checked against every implementation by `tests/test_executor_contract.py`):
+- `start` never changes the workflow it is given: what it created comes back as a StartedExecution.
+- A start that fails before anything ran raises the domain error itself; one that fails after it
+  created work (Batch jobs, terminated again) raises StartAbandoned with that work, so the caller
+  can record it instead of losing track of it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from workflow_manager.domain.models import Job, Workflow, WorkflowStatus
+from workflow_manager.domain.errors import WorkflowManagerError
+from workflow_manager.domain.models import Job, Workflow, WorkflowDefinition, WorkflowStatus
 
 
 @dataclass
@@ -31,17 +39,40 @@ class ExecutionReport:
     last_job: Job | None = None
 
 
+@dataclass
+class StartedExecution:
+    """What a start created. `jobs` are the jobs submitted up front (Batch: one per Batch job, in
+    submission order); empty for a backend whose jobs appear as it runs (Step Functions: they come
+    from the execution history in `report`). The caller records them on the workflow."""
+
+    jobs: list[Job] = field(default_factory=list)
+
+
+class StartAbandoned(Exception):
+    """A start failed after the executor had created work, which it compensated (Batch: the jobs
+    already submitted were terminated). `error` is the domain error, whose `status` the caller
+    answers with; `jobs` is the work that was created, so that it is never unknown to the service."""
+
+    def __init__(self, error: WorkflowManagerError, jobs: list[Job]):
+        super().__init__(error.message)
+        self.error = error
+        self.jobs = jobs
+
+
 class Executor(Protocol):
-    def validate_definition(self, state_machine: dict[str, Any]) -> None:
-        """Raise InvalidInput when this executor cannot run the state machine (checked when a
+    def validate_definition(self, definition: WorkflowDefinition) -> None:
+        """Raise InvalidInput when this executor cannot run the definition (checked when a
         definition is saved, so that a start never fails for it)."""
 
-    def start(self, workflow: Workflow) -> None:
-        """Start the workflow's execution. Raises InvalidInput when the backend rejects the
-        caller's input, BackendUnavailable/BackendError otherwise."""
+    def start(self, workflow: Workflow) -> StartedExecution:
+        """Start the workflow's execution and return what was created; the workflow is left as it
+        was. Raises InvalidInput when the backend rejects the caller's input,
+        BackendUnavailable/BackendError otherwise, and StartAbandoned when it fails after work
+        was created."""
 
     def cancel(self, workflow: Workflow, reason: str) -> None:
-        """Stop the workflow's execution; returns once the backend has stopped it."""
+        """Stop the workflow's execution; returns once the backend has stopped it. Raises NotFound
+        when the workflow has no execution."""
 
     def report(self, workflow: Workflow, include_jobs: bool = True) -> ExecutionReport:
         """The execution's status, and its jobs when `include_jobs`."""

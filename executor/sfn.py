@@ -21,16 +21,23 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from executor import aws_errors, sfn_history, sfn_naming
-from executor.interface import ExecutionReport
+from executor.interface import ExecutionReport, StartedExecution
 from workflow_manager.domain import inputs
 from workflow_manager.domain.aws import MAX_HISTORY_PAGE_SIZE
 from workflow_manager.domain.errors import (
     BackendUnavailable,
     Conflict,
+    InvalidInput,
     NotFound,
     WorkflowManagerError,
 )
-from workflow_manager.domain.models import StateResource, Workflow, WorkflowStatus
+from workflow_manager.domain.models import (
+    Manager,
+    StateResource,
+    Workflow,
+    WorkflowDefinition,
+    WorkflowStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +161,20 @@ class StepFunctionsExecutor:
 
     # Executor port
 
-    def validate_definition(self, state_machine: dict[str, Any]) -> None:
+    def validate_definition(self, definition: WorkflowDefinition) -> None:
         """Step Functions runs every state the domain's validation accepts; names that depend on
-        the namespace are checked when a workflow starts."""
+        the namespace are checked when a workflow starts. Another manager's definition (a router
+        that routed wrongly) is refused."""
+        manager = definition.manager or Manager.STEP_FUNCTIONS
+        if manager != Manager.STEP_FUNCTIONS:
+            raise InvalidInput(
+                f"definition '{definition.name}' is a '{manager}' definition; the Step Functions "
+                f"executor runs '{Manager.STEP_FUNCTIONS}' definitions"
+            )
 
-    def start(self, workflow: Workflow) -> None:
+    def start(self, workflow: Workflow) -> StartedExecution:
+        """Creates the state machine (and its activities) when missing, then the execution. No
+        jobs are returned: they appear in the execution history as it runs."""
         state_machine_arn = self._describe_or_create_state_machine(workflow)
         try:
             self._sfn.start_execution(
@@ -172,6 +188,7 @@ class StepFunctionsExecutor:
             raise translate_aws_error(err, "StartExecution") from err
         except BotoCoreError as err:
             raise translate_aws_error(err, "StartExecution") from err
+        return StartedExecution()
 
     def cancel(self, workflow: Workflow, reason: str) -> None:
         try:

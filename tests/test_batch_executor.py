@@ -29,9 +29,9 @@ from executor.batch import (
     BatchExecutor,
     job_name,
     job_status_from_batch,
-    workflow_status_from_jobs,
 )
 from executor.batch_results import BatchResultsTable, dependents_input
+from executor.interface import StartAbandoned, StartedExecution
 from executor.rate_limit import TokenBucket
 from tests.conftest import DATA, FIXTURES, load_fixture, wait_for
 from workflow_manager.domain.aws import MAX_SUBMIT_JOBS_PER_SECOND
@@ -47,6 +47,7 @@ from workflow_manager.domain.models import (
     WorkflowStatus,
     new_id,
 )
+from workflow_manager.domain.status import workflow_status_from_jobs
 from workflow_manager.emulator import batch_runner as moto_batch
 from workflow_manager.emulator.batch_runner import install_batch_runner
 from workflow_manager.emulator.seeding import BatchEnvironment, ensure_batch_environment, load_job_definitions
@@ -291,6 +292,13 @@ def pipeline(**resources: str) -> dict:
     )
 
 
+def start(executor: BatchExecutor, workflow: Workflow) -> StartedExecution:
+    """Start the workflow and record the submitted jobs on it, as the domain does."""
+    started = executor.start(workflow)
+    workflow.jobs = started.jobs
+    return started
+
+
 def finished(executor: BatchExecutor, workflow: Workflow, timeout: float = 30.0):
     """The report once the workflow is terminal and every job is done; the jobs are recorded on the
     workflow as the domain does."""
@@ -316,7 +324,7 @@ def output(job: Job) -> Any:
 def test_pipeline_runs_jobs_in_dependency_order_and_passes_outputs_along(executor: BatchExecutor):
     workflow = new_workflow(pipeline(), input='{"repository": "shop"}')
 
-    executor.start(workflow)
+    start(executor, workflow)
 
     assert [(job.state, job.name, job.status) for job in workflow.jobs] == [
         (state, f"test--{state}", JobStatus.CREATED)
@@ -369,7 +377,7 @@ def test_pipeline_runs_jobs_in_dependency_order_and_passes_outputs_along(executo
 def test_failing_job_fails_the_workflow_and_its_dependents_are_aborted(executor: BatchExecutor):
     workflow = new_workflow(pipeline(build_b="wfm-test-fail"))
 
-    executor.start(workflow)
+    start(executor, workflow)
     report = finished(executor, workflow)
 
     assert report.status == WorkflowStatus.FAILED
@@ -388,7 +396,7 @@ def test_failing_job_fails_the_workflow_and_its_dependents_are_aborted(executor:
 
 def test_cancel_mid_run_cancels_the_workflow_and_aborts_its_jobs(executor: BatchExecutor):
     workflow = new_workflow(pipeline(build_a="wfm-test-sleep"))
-    executor.start(workflow)
+    start(executor, workflow)
 
     def build_a_running():
         jobs = by_state(executor.report(workflow).jobs)
@@ -430,7 +438,7 @@ def test_resume_from_the_failed_state_submits_only_the_jobs_from_it_and_succeeds
     )
     state_machine = pipeline(package=gate_definition)
     original = new_workflow(state_machine, input='{"repository": "shop"}')
-    executor.start(original)
+    start(executor, original)
     failed = finished(executor, original)
     assert failed.status == WorkflowStatus.FAILED
     assert failed.last_job.state == "package"
@@ -440,7 +448,7 @@ def test_resume_from_the_failed_state_submits_only_the_jobs_from_it_and_succeeds
     gate.touch()
     # As the domain resumes: the definition from the failed state on, with the job's recorded input.
     resumed = new_workflow(prune_unreachable_states(state_machine, "package"), input=recorded_input)
-    executor.start(resumed)
+    start(executor, resumed)
 
     assert [job.state for job in resumed.jobs] == ["package", "publish"]
     report = finished(executor, resumed)
@@ -454,11 +462,15 @@ def test_resume_from_the_failed_state_submits_only_the_jobs_from_it_and_succeeds
 def test_submission_failure_part_way_terminates_what_was_submitted(executor: BatchExecutor, batch: Any):
     workflow = new_workflow(pipeline(checkout="wfm-test-sleep", package="wfm-test-no-such-definition"))
 
-    with pytest.raises(InvalidInput) as raised:
+    with pytest.raises(StartAbandoned) as raised:
         executor.start(workflow)
 
-    assert raised.value.message.startswith("SubmitJob for state 'package': ")
-    assert raised.value.message.endswith("(3 of 5 jobs had been submitted and were terminated)")
+    error = raised.value.error
+    assert isinstance(error, InvalidInput)
+    assert error.message.startswith("SubmitJob for state 'package': ")
+    assert error.message.endswith("(3 of 5 jobs had been submitted and were terminated)")
+    assert workflow.jobs == []  # the workflow is left as it was; the error carries the jobs
+    workflow.jobs = raised.value.jobs  # as the domain records them
     assert [job.state for job in workflow.jobs] == ["checkout", "build-a", "build-b"]
 
     def all_failed():
@@ -503,7 +515,7 @@ def test_retry_max_attempts_rerun_a_failed_attempt_and_attempts_show_exit_codes(
         single_task("wfm-test-flaky", Retry=[{"ErrorEquals": ["States.ALL"], "MaxAttempts": 1}])
     )
 
-    executor.start(workflow)
+    start(executor, workflow)
     report = finished(executor, workflow)
 
     assert report.status == WorkflowStatus.SUCCEEDED, report.status_reason
@@ -517,7 +529,7 @@ def test_custom_queue_and_state_resource_pick_the_job_queue_and_definition(
 ):
     workflow = new_workflow(single_task("aliased-step"), queue="by-arn", namespace="ns-with-resource")
 
-    executor.start(workflow)
+    start(executor, workflow)
     report = finished(executor, workflow)
 
     assert report.status == WorkflowStatus.SUCCEEDED, report.status_reason
@@ -650,7 +662,7 @@ def test_the_build_pipeline_example_passes_artifact_metadata_to_publish(
     body = json.loads((DATA / "build-pipeline.post.json").read_text())
     workflow = new_workflow(body["stateMachine"], input='{"repository": "https://git.example.com/shop.git"}')
 
-    executor.start(workflow)
+    start(executor, workflow)
     report = finished(executor, workflow)
 
     assert report.status == WorkflowStatus.SUCCEEDED, report.status_reason

@@ -7,11 +7,15 @@
   TERMINAL_EFFECTS says (resolved, output, last job, whose reason).
 - A workflow is "done" (reference 2.7) when every job is done and the status is succeeded or failed,
   or cancelled and resolved by the user. Resume requires done.
+- A workflow whose jobs are all submitted up front (Batch) takes its status from its jobs' statuses
+  by an ordered table of rules, the first that holds winning (`WORKFLOW_STATUS_FROM_JOBS`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from workflow_manager.domain.models import JobStatus, Workflow, WorkflowStatus
 
@@ -103,3 +107,47 @@ def workflow_status_is_done(workflow: Workflow) -> bool:
 
 def workflow_is_done(workflow: Workflow) -> bool:
     return workflow_status_is_done(workflow) and all(job_is_done(j.status) for j in workflow.jobs)
+
+
+# Workflow status from job statuses
+
+
+class JobsMatch(StrEnum):
+    ANY = "any"  # at least one job has one of the rule's statuses
+    EVERY = "every"  # there are jobs, and every one has one of the rule's statuses
+
+
+@dataclass(frozen=True)
+class JobsRule:
+    """`match` jobs have one of `job_statuses` -> the workflow is `workflow_status`."""
+
+    match: JobsMatch
+    job_statuses: frozenset[JobStatus]
+    workflow_status: WorkflowStatus
+
+    def holds_for(self, statuses: Sequence[JobStatus]) -> bool:
+        if self.match == JobsMatch.ANY:
+            return any(s in self.job_statuses for s in statuses)
+        return bool(statuses) and all(s in self.job_statuses for s in statuses)
+
+
+# The reference's UpdateWorkflowStatus rules (notes 4.7), in the order they are tried: a user's abort
+# wins over a failure, a failure over a running job; one success among waiting jobs is not success.
+WORKFLOW_STATUS_FROM_JOBS: tuple[JobsRule, ...] = (
+    JobsRule(JobsMatch.ANY, frozenset({JobStatus.ABORTED_BY_USER}), WorkflowStatus.CANCELLED),
+    JobsRule(
+        JobsMatch.ANY, frozenset({JobStatus.FAILED, JobStatus.ABORTED_DEPS_FAILED}), WorkflowStatus.FAILED
+    ),
+    JobsRule(JobsMatch.ANY, frozenset({JobStatus.RUNNING}), WorkflowStatus.RUNNING),
+    JobsRule(JobsMatch.EVERY, frozenset({JobStatus.SUCCEEDED}), WorkflowStatus.SUCCEEDED),
+)
+# When no rule holds (which the domain reads as "unchanged" once the workflow runs).
+WORKFLOW_STATUS_WHEN_NO_JOBS_RULE_HOLDS = WorkflowStatus.QUEUED
+
+
+def workflow_status_from_jobs(statuses: Sequence[JobStatus]) -> WorkflowStatus:
+    """The status of the first rule of WORKFLOW_STATUS_FROM_JOBS that holds for `statuses`."""
+    for rule in WORKFLOW_STATUS_FROM_JOBS:
+        if rule.holds_for(statuses):
+            return rule.workflow_status
+    return WORKFLOW_STATUS_WHEN_NO_JOBS_RULE_HOLDS

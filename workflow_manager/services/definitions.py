@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from executor.routing import ExecutorRouter
+from executor.interface import Executor
 from store.interface import Store
 from workflow_manager.domain import definitions
 from workflow_manager.domain.errors import Conflict, InvalidInput, NotFound
@@ -25,21 +25,22 @@ class DefinitionDraft:
 
 
 class DefinitionService:
-    def __init__(self, store: Store, executors: ExecutorRouter):
+    def __init__(self, store: Store, executor: Executor):
         self._store = store
-        self._executors = executors
+        self._executor = executor
 
     def _build(self, draft: DefinitionDraft) -> WorkflowDefinition:
         name, manager = draft.name, draft.manager
         state_machine, default_tags = draft.state_machine, draft.default_tags
         definitions.validate_definition(name, state_machine, manager, default_tags)
-        self._executors.validate_definition(manager, state_machine)
-        return WorkflowDefinition(
+        definition = WorkflowDefinition(
             name=name,
             state_machine=state_machine,
             manager=Manager(manager),
             default_tags=dict(default_tags or {}),
         )
+        self._executor.validate_definition(definition)
+        return definition
 
     def create(self, draft: DefinitionDraft) -> WorkflowDefinition:
         definition = self._build(draft)

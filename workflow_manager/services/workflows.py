@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from executor.interface import ExecutionReport, Executor
+from executor.interface import ExecutionReport, Executor, StartAbandoned
 from store.interface import MAX_LIST_LIMIT, Store, WorkflowPage, WorkflowQuery
 from workflow_manager.domain import definitions, inputs, states
 from workflow_manager.domain.errors import (
@@ -28,6 +28,7 @@ from workflow_manager.domain.errors import (
     WorkflowManagerError,
 )
 from workflow_manager.domain.models import (
+    Job,
     Workflow,
     WorkflowStatus,
     new_id,
@@ -101,20 +102,19 @@ class WorkflowService:
         kept as failed with the reason, so nothing ever ran unknown to the service."""
         self._store.save_workflow(workflow)
         try:
-            self._executor.start(workflow)
-        except WorkflowManagerError as err:
-            if workflow.jobs:
-                self._record_failed_start(workflow, err)
-                raise type(err)(f"workflow {workflow.id} failed to start: {err.message}") from err
-            self._delete_stray(workflow)
-            raise
+            started = self._executor.start(workflow)
+        except StartAbandoned as abandoned:
+            err = abandoned.error
+            self._record_failed_start(workflow, abandoned.jobs, err)
+            raise type(err)(f"workflow {workflow.id} failed to start: {err.message}") from err
         except BaseException:
             self._delete_stray(workflow)
             raise
-        if workflow.jobs:
-            # Executors that submit work up front (Batch) record it on the workflow.
-            jobs = workflow.jobs
+        if started.jobs:
+            # Executors that submit work up front (Batch) return it; it is recorded on the workflow.
+            jobs = started.jobs
             saved = self._mutate_workflow(workflow.id, lambda wf: setattr(wf, "jobs", jobs))
+            workflow.jobs = jobs
             workflow.revision, workflow.last_updated = saved.revision, saved.last_updated
 
     def _delete_stray(self, workflow: Workflow) -> None:
@@ -123,9 +123,7 @@ class WorkflowService:
         except WorkflowManagerError:
             log.exception("failed to delete stray workflow %s", workflow.id)
 
-    def _record_failed_start(self, workflow: Workflow, err: WorkflowManagerError) -> None:
-        jobs = workflow.jobs
-
+    def _record_failed_start(self, workflow: Workflow, jobs: list[Job], err: WorkflowManagerError) -> None:
         def fail(current: Workflow) -> None:
             current.jobs = jobs
             current.status = WorkflowStatus.FAILED
@@ -133,6 +131,7 @@ class WorkflowService:
             current.stopped_at = utc_now()
 
         saved = self._mutate_workflow(workflow.id, fail)
+        workflow.jobs = jobs
         workflow.status, workflow.status_reason = saved.status, saved.status_reason
 
     def resume(self, workflow_id: str, start_at: str) -> Workflow:
