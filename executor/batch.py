@@ -40,8 +40,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from executor import aws_errors, batch_plan, sfn_naming
-from executor import batch_results as batch_output
+from executor import aws_errors, batch_plan, batch_results, sfn_naming
 from executor.batch_results import BatchResultsTable
 from executor.interface import ExecutionReport, StartAbandoned, StartedExecution
 from executor.rate_limit import TokenBucket
@@ -242,13 +241,13 @@ class BatchExecutor:
 
     def _environment(self, workflow: Workflow, state_name: str, dependency_ids: list[str]) -> list[dict]:
         environment = {
-            batch_output.ENV_DEPENDENCIES: ",".join(dependency_ids),
-            batch_output.ENV_WORKFLOW_ID: workflow.id,
-            batch_output.ENV_WORKFLOW_STATE: state_name,
-            batch_output.ENV_RESULTS_TABLE: self._results.table_name,
+            batch_results.ENV_DEPENDENCIES: ",".join(dependency_ids),
+            batch_results.ENV_WORKFLOW_ID: workflow.id,
+            batch_results.ENV_WORKFLOW_STATE: state_name,
+            batch_results.ENV_RESULTS_TABLE: self._results.table_name,
         }
         if not dependency_ids:
-            environment[batch_output.ENV_START] = workflow.input or "{}"
+            environment[batch_results.ENV_START] = workflow.input or "{}"
         return [{"name": name, "value": value} for name, value in environment.items()]
 
     # Executor port
@@ -345,7 +344,7 @@ class BatchExecutor:
             report.stopped_at = max(stops) if stops else None
         if status == WorkflowStatus.SUCCEEDED:
             finals = [by_state[s] for s in batch_plan.final_jobs(plan) if s in by_state] or jobs[-1:]
-            report.output = batch_output.dependents_input("", [job.output or None for job in finals])
+            report.output = batch_results.dependents_input("", [job.output or None for job in finals])
         elif status == WorkflowStatus.FAILED:
             failed = next((j for j in jobs if j.status == JobStatus.FAILED), None) or next(
                 j for j in jobs if j.status == JobStatus.ABORTED_DEPS_FAILED
@@ -402,7 +401,7 @@ class BatchExecutor:
             if not dependencies:
                 job.input = workflow.input or "{}"
             elif all(dep is not None and dep.status == JobStatus.SUCCEEDED for dep in dependencies):
-                job.input = batch_output.dependents_input("", [dep.output or None for dep in dependencies])
+                job.input = batch_results.dependents_input("", [dep.output or None for dep in dependencies])
 
     def cancel(self, workflow: Workflow, reason: str) -> None:
         if not workflow.jobs:

@@ -50,7 +50,6 @@ EXECUTION_STATUS_TO_WORKFLOW_STATUS = {
     "TIMED_OUT": WorkflowStatus.FAILED,
     "ABORTED": WorkflowStatus.CANCELLED,
 }
-STATUS_REASON_WORKFLOW_TIMED_OUT = "Workflow timed out"
 
 # Errors of StartExecution and CreateStateMachine that a caller's input caused.
 _INPUT_CODES = frozenset({"InvalidExecutionInput", "InvalidName", "InvalidDefinition"})
@@ -218,7 +217,7 @@ class StepFunctionsExecutor:
             output=_json_text(execution.get("output")),
         )
         if sfn_status == "TIMED_OUT":
-            report.status_reason = STATUS_REASON_WORKFLOW_TIMED_OUT
+            report.status_reason = sfn_history.STATUS_REASON_WORKFLOW_TIMED_OUT
         elif sfn_status == "FAILED":
             report.status_reason = _failure_reason(execution)
         if include_jobs or report.status == WorkflowStatus.FAILED:
@@ -267,4 +266,6 @@ def _json_text(output: str | None) -> str | None:
 def _failure_reason(execution: dict[str, Any]) -> str:
     error = execution.get("error") or ""
     cause = execution.get("cause") or ""
-    return "\n".join(part for part in (sfn_history.last_lines(cause, 3), error) if part).strip()
+    return "\n".join(
+        part for part in (sfn_history.last_lines(cause, sfn_history.MAX_FAILURE_REASON_LINES), error) if part
+    ).strip()
