@@ -48,7 +48,7 @@ from workflow_manager.domain.models import (
     new_id,
 )
 from workflow_manager.domain.status import workflow_status_from_jobs
-from workflow_manager.emulator import batch_runner as moto_batch
+from workflow_manager.emulator import batch_runner
 from workflow_manager.emulator.batch_runner import install_batch_runner
 from workflow_manager.emulator.seeding import BatchEnvironment, ensure_batch_environment, load_job_definitions
 from workflow_manager.emulator.server import EmbeddedEmulator, emulator_client_kwargs, start_embedded_emulator
@@ -566,7 +566,7 @@ def test_emulated_batch_stops_an_attempt_at_its_timeout(batch: Any, environment:
         return described if described["status"] in ("SUCCEEDED", "FAILED") else None
 
     described = wait_for(stopped, 20, 0.05, "the job to time out")
-    assert (described["status"], described["statusReason"]) == ("FAILED", moto_batch.REASON_TIMEOUT)
+    assert (described["status"], described["statusReason"]) == ("FAILED", batch_runner.REASON_TIMEOUT)
     assert job_status_from_batch(described) == JobStatus.FAILED
 
 
@@ -642,14 +642,14 @@ def workflow_manager_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     shim.parent.mkdir()
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m executor.batch_results "$@"\n')
     shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
-    original = moto_batch._process_environment
+    original = batch_runner._process_environment
 
     def with_shim(job, attempt):
         environment = original(job, attempt)
         environment["PATH"] = f"{shim.parent}{os.pathsep}{environment['PATH']}"
         return environment
 
-    monkeypatch.setattr(moto_batch, "_process_environment", with_shim)
+    monkeypatch.setattr(batch_runner, "_process_environment", with_shim)
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX shell")
