@@ -149,3 +149,73 @@ def test_a_failed_workflow_with_open_jobs_is_checked_until_they_end(served_app):
     assert workflow.status == "failed"
     updater.run_once()
     assert updater.run_once() == 0  # done: no longer checked
+
+
+def test_a_workflow_a_get_saw_fail_with_open_jobs_is_still_checked_until_they_end(served_app):
+    """The updater knew the workflow while it ran; a GET, not the updater, then saw it fail while
+    a job was still open. The updater still records that job's end."""
+    from executor.batch import BatchExecutor
+    from executor.batch_results import BatchResultsTable, results_table_name
+
+    clients = served_app.app.runtime.clients
+    store = MemoryStore()
+    batch = BatchExecutor(
+        clients.client("batch"),
+        BatchResultsTable(clients.client("dynamodb"), results_table_name("workflow-manager")),
+        default_queue="default",
+    )
+    router = ExecutorRouter({Manager.BATCH: batch})
+    definitions, workflows = DefinitionService(store, router), WorkflowService(store, router, "ns")
+
+    def chain(*steps: tuple[str, str]) -> dict:
+        states = {
+            name: {
+                "Type": "Task",
+                "Resource": resource,
+                **({"Next": steps[i + 1][0]} if i + 1 < len(steps) else {"End": True}),
+            }
+            for i, (name, resource) in enumerate(steps)
+        }
+        return {"StartAt": steps[0][0], "States": states}
+
+    # One branch fails after two seconds; the other runs two seconds more.
+    definitions.create(
+        DefinitionDraft(
+            name="updater-batch-failure-seen-by-get",
+            manager="batch",
+            state_machine={
+                "StartAt": "both",
+                "States": {
+                    "both": {
+                        "Type": "Parallel",
+                        "End": True,
+                        "Branches": [
+                            chain(("first-nap", "wfm-test-nap"), ("broken", "wfm-test-fail")),
+                            chain(("nap", "wfm-test-nap"), ("second-nap", "wfm-test-nap")),
+                        ],
+                    }
+                },
+            },
+        )
+    )
+    started = workflows.start(StartRequest(definition_name="updater-batch-failure-seen-by-get"))
+    updater = BackgroundUpdater(
+        workflows, min_interval_seconds=30, max_interval_seconds=60, max_refreshes_per_second=100
+    )
+    assert updater.run_once() == 1
+    assert store.get_workflow(started.id).status in ("queued", "running")
+
+    def failed_while_second_nap_runs():
+        workflow = workflows.get(started.id)
+        jobs = {job.state: job.status for job in workflow.jobs}
+        return workflow if workflow.status == "failed" and jobs["second-nap"] != "succeeded" else None
+
+    wait_for(failed_while_second_nap_runs, 30, 0.05, "a GET to see the workflow fail while a job runs")
+
+    def second_nap_recorded():
+        updater.run_once()
+        workflow = store.get_workflow(started.id)
+        return workflow if {j.state: j.status for j in workflow.jobs}["second-nap"] == "succeeded" else None
+
+    workflow = wait_for(second_nap_recorded, 30, 0.1, "the updater to record the open job's end")
+    assert workflow.status == "failed"
