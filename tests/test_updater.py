@@ -200,7 +200,7 @@ def test_a_workflow_a_get_saw_fail_with_open_jobs_is_still_checked_until_they_en
     )
     started = workflows.start(StartRequest(definition_name="updater-batch-failure-seen-by-get"))
     updater = BackgroundUpdater(
-        workflows, min_interval_seconds=30, max_interval_seconds=60, max_refreshes_per_second=100
+        workflows, min_interval_seconds=0.05, max_interval_seconds=0.1, max_refreshes_per_second=100
     )
     assert updater.run_once() == 1
     assert store.get_workflow(started.id).status in ("queued", "running")
