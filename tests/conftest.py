@@ -178,3 +178,27 @@ def dynamodb():
     target = DynamoDbTarget()
     yield target
     target.stop()
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    """The process's embedded emulator (with its Batch runner), for tests of the adapters on it. The
+    emulator is process-wide (moto's backends, MOTO_PORT): MOTO_PORT is left as it was found."""
+    from workflow_manager.emulator.server import start_embedded_emulator
+
+    previous_port = os.environ.get("MOTO_PORT")
+    running = start_embedded_emulator()
+    yield running
+    running.stop()
+    if previous_port is None:
+        os.environ.pop("MOTO_PORT", None)
+    else:
+        os.environ["MOTO_PORT"] = previous_port
+
+
+@pytest.fixture(scope="module")
+def client_kwargs(emulator) -> dict[str, str]:
+    """boto3 client keyword arguments for the emulator."""
+    from workflow_manager.emulator.server import emulator_client_kwargs
+
+    return emulator_client_kwargs(emulator.endpoint_url)

@@ -15,7 +15,6 @@ import stat
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +48,8 @@ from workflow_manager.domain.models import (
 )
 from workflow_manager.domain.status import workflow_status_from_jobs
 from workflow_manager.emulator import batch_runner
-from workflow_manager.emulator.batch_runner import install_batch_runner
 from workflow_manager.emulator.seeding import BatchEnvironment, ensure_batch_environment, load_job_definitions
-from workflow_manager.emulator.server import EmbeddedEmulator, emulator_client_kwargs, start_embedded_emulator
+from workflow_manager.emulator.server import EmbeddedEmulator, emulator_client_kwargs
 
 QUEUE = "wfm-test-queue"
 ENVIRONMENT_NAMES = {
@@ -199,25 +197,6 @@ def test_report_of_a_workflow_without_jobs_is_not_found_and_cancel_is_not_found(
 
 
 # On the embedded emulator
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmbeddedEmulator]:
-    # The emulator is process-wide (moto's backends, MOTO_PORT): leave MOTO_PORT as it was found.
-    previous_port = os.environ.get("MOTO_PORT")
-    running = start_embedded_emulator()
-    install_batch_runner()
-    yield running
-    running.stop()
-    if previous_port is None:
-        os.environ.pop("MOTO_PORT", None)
-    else:
-        os.environ["MOTO_PORT"] = previous_port
-
-
-@pytest.fixture(scope="module")
-def client_kwargs(emulator: EmbeddedEmulator) -> dict[str, str]:
-    return emulator_client_kwargs(emulator.endpoint_url)
 
 
 @pytest.fixture(scope="module")

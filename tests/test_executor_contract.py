@@ -12,9 +12,8 @@ are the same. Asynchronous results are polled with a deadline.
 from __future__ import annotations
 
 import json
-import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +39,7 @@ from workflow_manager.domain.models import (
     new_id,
 )
 from workflow_manager.emulator.seeding import ensure_batch_environment, load_job_definitions
-from workflow_manager.emulator.server import EmbeddedEmulator, emulator_client_kwargs, start_embedded_emulator
+from workflow_manager.emulator.server import emulator_client_kwargs
 
 REGION = "us-east-1"
 SFN_ROLE_ARN = f"arn:aws:iam::{EMULATOR_ACCOUNT_ID}:role/wfm-contract-sfn"
@@ -122,24 +121,6 @@ class Backend:
 
 
 # The emulator and the two implementations
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmbeddedEmulator]:
-    # The emulator is process-wide (moto's backends, MOTO_PORT): leave MOTO_PORT as it was found.
-    previous_port = os.environ.get("MOTO_PORT")
-    running = start_embedded_emulator()
-    yield running
-    running.stop()
-    if previous_port is None:
-        os.environ.pop("MOTO_PORT", None)
-    else:
-        os.environ["MOTO_PORT"] = previous_port
-
-
-@pytest.fixture(scope="module")
-def client_kwargs(emulator: EmbeddedEmulator) -> dict[str, str]:
-    return emulator_client_kwargs(emulator.endpoint_url)
 
 
 @pytest.fixture(scope="module")

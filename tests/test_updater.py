@@ -85,7 +85,10 @@ def test_updater_thread_records_a_finished_workflow_and_stops(services):
     assert '"a": 1' in finished.output or '"a":1' in finished.output
 
 
-def test_a_failed_workflow_with_open_jobs_is_checked_until_they_end(served_app):
+@pytest.fixture
+def batch_services(served_app):
+    """A memory store and the definition and workflow services over a Batch executor on the served
+    app's emulator."""
     from executor.batch import BatchExecutor
     from executor.batch_results import BatchResultsTable, results_table_name
 
@@ -97,7 +100,11 @@ def test_a_failed_workflow_with_open_jobs_is_checked_until_they_end(served_app):
         default_queue="default",
     )
     router = ExecutorRouter({Manager.BATCH: batch})
-    definitions, workflows = DefinitionService(store, router), WorkflowService(store, router, "ns")
+    return store, DefinitionService(store, router), WorkflowService(store, router, "ns")
+
+
+def test_a_failed_workflow_with_open_jobs_is_checked_until_they_end(batch_services):
+    store, definitions, workflows = batch_services
     # One branch fails at once, which fails the workflow (the reference's rule); the other runs
     # two seconds more: the workflow is terminal with an open job all that time.
     definitions.create(
@@ -151,21 +158,10 @@ def test_a_failed_workflow_with_open_jobs_is_checked_until_they_end(served_app):
     assert updater.run_once() == 0  # done: no longer checked
 
 
-def test_a_workflow_a_get_saw_fail_with_open_jobs_is_still_checked_until_they_end(served_app):
+def test_a_workflow_a_get_saw_fail_with_open_jobs_is_still_checked_until_they_end(batch_services):
     """The updater knew the workflow while it ran; a GET, not the updater, then saw it fail while
     a job was still open. The updater still records that job's end."""
-    from executor.batch import BatchExecutor
-    from executor.batch_results import BatchResultsTable, results_table_name
-
-    clients = served_app.app.runtime.clients
-    store = MemoryStore()
-    batch = BatchExecutor(
-        clients.client("batch"),
-        BatchResultsTable(clients.client("dynamodb"), results_table_name("workflow-manager")),
-        default_queue="default",
-    )
-    router = ExecutorRouter({Manager.BATCH: batch})
-    definitions, workflows = DefinitionService(store, router), WorkflowService(store, router, "ns")
+    store, definitions, workflows = batch_services
 
     def chain(*steps: tuple[str, str]) -> dict:
         states = {
