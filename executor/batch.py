@@ -42,7 +42,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from executor import aws_errors, batch_plan, batch_results, sfn_naming
 from executor.batch_results import BatchResultsTable
-from executor.interface import ExecutionReport, StartAbandoned, StartedExecution
+from executor.interface import ExecutionReport, StartAbandoned, StartedExecution, require_manager
 from executor.rate_limit import TokenBucket
 from workflow_manager.domain.aws import (
     DESCRIBE_JOBS_MAX_IDS,
@@ -257,11 +257,7 @@ class BatchExecutor:
         than 20 dependencies for a job, an attempt timeout under Batch's minimum (Choice, Map and
         Wait states are refused by the domain's validation of a batch definition first); and
         another manager's definition (a router that routed wrongly)."""
-        if definition.manager != Manager.BATCH:
-            raise InvalidInput(
-                f"definition '{definition.name}' is a '{definition.manager or Manager.STEP_FUNCTIONS}' "
-                f"definition; the Batch executor runs '{Manager.BATCH}' definitions"
-            )
+        require_manager(definition, Manager.BATCH, "Batch")
         batch_plan.validate_batch_definition(definition.state_machine)
 
     def start(self, workflow: Workflow) -> StartedExecution:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from workflow_manager.domain.errors import WorkflowManagerError
-from workflow_manager.domain.models import Job, Workflow, WorkflowDefinition, WorkflowStatus
+from workflow_manager.domain.errors import InvalidInput, WorkflowManagerError
+from workflow_manager.domain.models import Job, Manager, Workflow, WorkflowDefinition, WorkflowStatus
 
 
 @dataclass
@@ -79,3 +79,15 @@ class Executor(Protocol):
 
     def check_health(self) -> None:
         """Raise BackendUnavailable when the backend cannot be reached."""
+
+
+def require_manager(definition: WorkflowDefinition, manager: Manager, executor_name: str) -> None:
+    """Raise InvalidInput unless `definition` is for `manager` (an omitted manager is
+    step-functions): an executor refuses another manager's definition (a router that routed
+    wrongly)."""
+    actual = definition.manager or Manager.STEP_FUNCTIONS
+    if actual != manager:
+        raise InvalidInput(
+            f"definition '{definition.name}' is a '{actual}' definition; the {executor_name} executor "
+            f"runs '{manager}' definitions"
+        )

@@ -21,13 +21,12 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from executor import aws_errors, sfn_history, sfn_naming
-from executor.interface import ExecutionReport, StartedExecution
+from executor.interface import ExecutionReport, StartedExecution, require_manager
 from workflow_manager.domain import inputs
 from workflow_manager.domain.aws import MAX_HISTORY_PAGE_SIZE
 from workflow_manager.domain.errors import (
     BackendUnavailable,
     Conflict,
-    InvalidInput,
     NotFound,
     WorkflowManagerError,
 )
@@ -164,12 +163,7 @@ class StepFunctionsExecutor:
         """Step Functions runs every state the domain's validation accepts; names that depend on
         the namespace are checked when a workflow starts. Another manager's definition (a router
         that routed wrongly) is refused."""
-        manager = definition.manager or Manager.STEP_FUNCTIONS
-        if manager != Manager.STEP_FUNCTIONS:
-            raise InvalidInput(
-                f"definition '{definition.name}' is a '{manager}' definition; the Step Functions "
-                f"executor runs '{Manager.STEP_FUNCTIONS}' definitions"
-            )
+        require_manager(definition, Manager.STEP_FUNCTIONS, "Step Functions")
 
     def start(self, workflow: Workflow) -> StartedExecution:
         """Creates the state machine (and its activities) when missing, then the execution. No

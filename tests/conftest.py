@@ -202,3 +202,19 @@ def client_kwargs(emulator) -> dict[str, str]:
     from workflow_manager.emulator.server import emulator_client_kwargs
 
     return emulator_client_kwargs(emulator.endpoint_url)
+
+
+@pytest.fixture(scope="module")
+def batch_results(client_kwargs):
+    """A Batch results table of its own on the emulator."""
+    import uuid
+
+    import boto3
+
+    from executor.batch_results import BatchResultsTable
+
+    table = BatchResultsTable(
+        boto3.client("dynamodb", **client_kwargs), f"wfm-test-{uuid.uuid4().hex[:8]}-batch-results"
+    )
+    table.ensure_table()
+    return table

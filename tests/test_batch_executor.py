@@ -216,12 +216,8 @@ def environment(batch: Any, iam: Any) -> BatchEnvironment:
 
 
 @pytest.fixture(scope="module")
-def results(client_kwargs: dict[str, str]) -> BatchResultsTable:
-    table = BatchResultsTable(
-        boto3.client("dynamodb", **client_kwargs), f"wfm-test-{uuid.uuid4().hex[:8]}-batch-results"
-    )
-    table.ensure_table()
-    return table
+def results(batch_results: BatchResultsTable) -> BatchResultsTable:
+    return batch_results
 
 
 @pytest.fixture(scope="module")

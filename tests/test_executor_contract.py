@@ -139,15 +139,6 @@ def sfn_executor_on(client: Any) -> StepFunctionsExecutor:
 
 
 @pytest.fixture(scope="module")
-def batch_results(client_kwargs: dict[str, str]) -> BatchResultsTable:
-    table = BatchResultsTable(
-        boto3.client("dynamodb", **client_kwargs), f"wfm-contract-{uuid.uuid4().hex[:8]}-batch-results"
-    )
-    table.ensure_table()
-    return table
-
-
-@pytest.fixture(scope="module")
 def batch_executor(client_kwargs: dict[str, str], batch_results: BatchResultsTable) -> BatchExecutor:
     batch = boto3.client("batch", **client_kwargs)
     ensure_batch_environment(

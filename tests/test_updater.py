@@ -85,6 +85,10 @@ def test_updater_thread_records_a_finished_workflow_and_stops(services):
     assert '"a": 1' in finished.output or '"a":1' in finished.output
 
 
+def job_status(workflow, state: str) -> str:
+    return {job.state: job.status for job in workflow.jobs}[state]
+
+
 @pytest.fixture
 def batch_services(served_app):
     """A memory store and the definition and workflow services over a Batch executor on the served
@@ -142,15 +146,16 @@ def test_a_failed_workflow_with_open_jobs_is_checked_until_they_end(batch_servic
     def failed_while_nap_runs():
         updater.run_once()
         workflow = store.get_workflow(started.id)
-        jobs = {job.state: job.status for job in workflow.jobs}
-        return workflow if workflow.status == "failed" and jobs["nap"] != "succeeded" else None
+        return (
+            workflow if workflow.status == "failed" and job_status(workflow, "nap") != "succeeded" else None
+        )
 
     wait_for(failed_while_nap_runs, 30, 0.05, "the workflow to fail while its other job runs")
 
     def nap_recorded():
         updater.run_once()
         workflow = store.get_workflow(started.id)
-        return workflow if {j.state: j.status for j in workflow.jobs}["nap"] == "succeeded" else None
+        return workflow if job_status(workflow, "nap") == "succeeded" else None
 
     workflow = wait_for(nap_recorded, 30, 0.1, "the updater to record the other job's end")
     assert workflow.status == "failed"
@@ -203,15 +208,15 @@ def test_a_workflow_a_get_saw_fail_with_open_jobs_is_still_checked_until_they_en
 
     def failed_while_second_nap_runs():
         workflow = workflows.get(started.id)
-        jobs = {job.state: job.status for job in workflow.jobs}
-        return workflow if workflow.status == "failed" and jobs["second-nap"] != "succeeded" else None
+        failed = workflow.status == "failed"
+        return workflow if failed and job_status(workflow, "second-nap") != "succeeded" else None
 
     wait_for(failed_while_second_nap_runs, 30, 0.05, "a GET to see the workflow fail while a job runs")
 
     def second_nap_recorded():
         updater.run_once()
         workflow = store.get_workflow(started.id)
-        return workflow if {j.state: j.status for j in workflow.jobs}["second-nap"] == "succeeded" else None
+        return workflow if job_status(workflow, "second-nap") == "succeeded" else None
 
     workflow = wait_for(second_nap_recorded, 30, 0.1, "the updater to record the open job's end")
     assert workflow.status == "failed"
