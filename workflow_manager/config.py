@@ -21,6 +21,13 @@ BACKENDS = ("embedded", "endpoint", "localstack", "aws")
 STORES = ("memory", "dynamodb")
 # The account moto reports for every caller (moto.core.DEFAULT_ACCOUNT_ID).
 EMULATOR_ACCOUNT_ID = "123456789012"
+# WFM_AUTH: `off` serves without tokens (the only way to do so outside embedded mode), `on` demands
+# a tokens file even in embedded mode. Unset: on exactly when WFM_AUTH_TOKENS_FILE is set.
+AUTH_SWITCHES = ("on", "off")
+# The hosts an embedded service answers to (at its port): loopback only, so that a web page cannot
+# reach it through DNS rebinding (CONTRACT 9.1).
+EMBEDDED_HOST_NAMES = ("localhost", "127.0.0.1", "[::1]")
+LOOPBACK_BIND_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 LOG_LEVEL_VARIABLE = "WFM_LOG_LEVEL"
 DEFAULT_LOG_LEVEL = "INFO"
 
@@ -43,6 +50,21 @@ def _queue_map(value: str) -> dict[str, str]:
 
 def _optional_path(value: str) -> Path | None:
     return Path(value) if value else None
+
+
+def _comma_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    return tuple(origin.rstrip("/").lower() for origin in _comma_list(value))
+
+
+def _auth_switch(value: str) -> str:
+    switch = value.strip().lower()
+    if switch not in AUTH_SWITCHES:
+        raise ValueError(f"WFM_AUTH must be one of {', '.join(AUTH_SWITCHES)}, not {value!r}")
+    return switch
 
 
 @dataclass
@@ -95,6 +117,17 @@ class Config:
         default_factory=lambda: PROJECT_ROOT / "data" / "batch-job-definitions.yml"
     )
 
+    # Who may do what (CONTRACT 9.1; README "Security"). `auth`: "on", "off" or None (on when a
+    # tokens file is set). Browsers: state-changing requests from another origin than the service's
+    # own or `allowed_origins` are refused, and so is a Host outside `allowed_hosts` (None: loopback
+    # at `port` in embedded mode, any elsewhere). Task resources beyond the contract's list need
+    # their ARN prefix in `allowed_integrations`.
+    auth: str | None = None
+    auth_tokens_file: Path | None = None
+    allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] | None = None
+    allowed_integrations: tuple[str, ...] = ()
+
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"WFM_BACKEND must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
@@ -122,6 +155,49 @@ class Config:
     def creates_tables(self) -> bool:
         """`dynamodb_create_tables`, by default in embedded mode only."""
         return self.embedded if self.dynamodb_create_tables is None else self.dynamodb_create_tables
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests need a bearer token: a tokens file is set and WFM_AUTH is not `off`."""
+        return self.auth != "off" and self.auth_tokens_file is not None
+
+    @property
+    def host_allow_list(self) -> tuple[str, ...] | None:
+        """The `Host` header values the service answers to (`host` or `host:port`, lower case); None
+        for any. Default: the loopback names at `port` in embedded mode, any elsewhere."""
+        if self.allowed_hosts is not None:
+            return tuple(host.lower() for host in self.allowed_hosts)
+        if self.embedded:
+            return tuple(f"{name}:{self.port}" for name in EMBEDDED_HOST_NAMES)
+        return None
+
+    def startup_refusal(self) -> str | None:
+        """Why the service must not serve with this configuration, in one line, or None. Deny by
+        default: outside embedded mode, and in embedded mode on a non-loopback address, serving
+        without tokens takes an explicit WFM_AUTH=off."""
+        if self.auth == "off":
+            if self.auth_tokens_file is not None:
+                return (
+                    "refusing to start: WFM_AUTH=off and WFM_AUTH_TOKENS_FILE are both set; unset one"
+                    " of them to say whether requests need a token"
+                )
+            return None
+        if self.auth_tokens_file is not None:
+            return None
+        how = (
+            "set WFM_AUTH_TOKENS_FILE to a tokens file (`workflow-manager token create NAME --role"
+            " ROLE` makes entries) or WFM_AUTH=off to serve without authentication"
+        )
+        if self.auth == "on":
+            return f"refusing to start: WFM_AUTH=on but no tokens file; {how}"
+        if not self.embedded:
+            return f"refusing to start: WFM_BACKEND={self.backend} would serve without authentication; {how}"
+        if self.bind_host not in LOOPBACK_BIND_HOSTS:
+            return (
+                f"refusing to start: the embedded service would listen on {self.bind_host} without"
+                f" authentication; listen on 127.0.0.1, or {how}"
+            )
+        return None
 
     @property
     def serving_processes(self) -> int:
@@ -177,6 +253,11 @@ _ENVIRONMENT: list[tuple[str, tuple[str, ...], Callable[[str], Any]]] = [
     ("batch_custom_queues", ("WFM_BATCH_CUSTOM_QUEUES",), _queue_map),
     ("batch_results_table", ("WFM_BATCH_RESULTS_TABLE",), str),
     ("batch_job_definitions_file", ("WFM_BATCH_JOB_DEFINITIONS_FILE",), _optional_path),
+    ("auth", ("WFM_AUTH",), _auth_switch),
+    ("auth_tokens_file", ("WFM_AUTH_TOKENS_FILE",), _optional_path),
+    ("allowed_origins", ("WFM_ALLOWED_ORIGINS",), _origins),
+    ("allowed_hosts", ("WFM_ALLOWED_HOSTS",), _comma_list),
+    ("allowed_integrations", ("WFM_ALLOWED_INTEGRATIONS",), _comma_list),
 ]
 # Set but empty, these mean "no file" rather than "the default file".
-_EMPTY_MEANS_NONE = frozenset({"workers_file", "batch_job_definitions_file"})
+_EMPTY_MEANS_NONE = frozenset({"workers_file", "batch_job_definitions_file", "auth_tokens_file"})

@@ -24,6 +24,18 @@ class InvalidInput(WorkflowManagerError):
     status = 400
 
 
+class Unauthenticated(WorkflowManagerError):
+    """No token, or one the service does not know: 401 (with `WWW-Authenticate: Bearer`)."""
+
+    status = 401
+
+
+class Forbidden(WorkflowManagerError):
+    """A known caller that may not do this, or a request a browser must not make: 403."""
+
+    status = 403
+
+
 class NotFound(WorkflowManagerError):
     """The named entity does not exist: 404."""
 
