@@ -102,6 +102,9 @@ def serve(config) -> ServedApp:
 
 
 def app_config(**overrides):
+    """The tests' service configuration: embedded, on fixture workers and job definitions, with a
+    fast updater. A test that serves on another backend is served without tokens (`auth="off"`,
+    which deny by default demands there) unless it sets `auth` or `auth_tokens_file` itself."""
     from workflow_manager.config import Config
 
     config = Config(
@@ -116,6 +119,8 @@ def app_config(**overrides):
     )
     for key, value in overrides.items():
         setattr(config, key, value)
+    if not config.embedded and "auth" not in overrides and "auth_tokens_file" not in overrides:
+        config.auth = "off"
     return config
 
 

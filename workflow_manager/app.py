@@ -14,16 +14,32 @@ import inflection
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
 
+from workflow_manager.api.audit import AuditLogMiddleware
+from workflow_manager.api.auth import bearer_security_map
 from workflow_manager.api.errors import register_error_handlers
 from workflow_manager.api.middleware import CurlFriendlyMiddleware, RequestLimitsMiddleware
-from workflow_manager.api.spec import SPEC_FILE, SPEC_PATH, AllowedMethods, serve_raw_spec
+from workflow_manager.api.spec import SPEC_PATH, AllowedMethods, load_spec, serve_raw_spec
+from workflow_manager.api.tokens import TokenRegistry
 from workflow_manager.config import PROJECT_ROOT, Config
 from workflow_manager.wiring import build_runtime
 
 
+class StartupRefused(RuntimeError):
+    """The configuration must not serve (`Config.startup_refusal`, a bad tokens file): one line."""
+
+
 def create_app(config: Config | None = None) -> connexion.FlaskApp:
     config = config or Config.from_env()
+    refusal = config.startup_refusal()
+    if refusal:
+        raise StartupRefused(refusal)
     serve_raw_spec()
+    security: dict = {}
+    if config.auth_enabled:
+        try:
+            security["security_map"] = bearer_security_map(TokenRegistry(config.auth_tokens_file))
+        except ValueError as err:
+            raise StartupRefused(f"refusing to start: {err}") from None
     runtime, handlers = build_runtime(config)
 
     @contextlib.asynccontextmanager
@@ -36,12 +52,14 @@ def create_app(config: Config | None = None) -> connexion.FlaskApp:
 
     app = connexion.FlaskApp(__name__, specification_dir=str(PROJECT_ROOT), lifespan=lifespan)
     app.add_api(
-        SPEC_FILE,
+        # With auth off the spec's security requirement is dropped: no operation asks for a token.
+        load_spec(with_security=config.auth_enabled),
         strict_validation=True,
         pythonic_params=True,
         resolver=Resolver(
             function_resolver=lambda operation_id: getattr(handlers, inflection.underscore(operation_id))
         ),
+        **security,
     )
     register_error_handlers(app, AllowedMethods(SPEC_PATH))
     app.add_middleware(
@@ -51,5 +69,10 @@ def create_app(config: Config | None = None) -> connexion.FlaskApp:
         timeout_seconds=config.request_timeout_seconds,
     )
     app.add_middleware(CurlFriendlyMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    # After routing (it logs the operationId and path parameters), before security (it logs the
+    # 401 and 403 that security answers).
+    app.add_middleware(
+        AuditLogMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, auth_enabled=config.auth_enabled
+    )
     app.runtime = runtime
     return app

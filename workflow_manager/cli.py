@@ -1,6 +1,7 @@
 """The `workflow-manager` command: `serve` (the API through gunicorn), `worker` (an activity
 worker that runs a local command for each task), `init-tables` (the DynamoDB store's tables),
-and, inside Batch jobs, `publish-output` and `job-input` (data passed between jobs)."""
+`token create` (a bearer token and its tokens-file entry), and, inside Batch jobs, `publish-output`
+and `job-input` (data passed between jobs)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,23 @@ GUNICORN_CONFIG = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
 
 
 def _serve(_args: argparse.Namespace) -> int:
-    Config.from_env()  # fail fast, before gunicorn forks, on a bad setting
+    # Fail fast, before gunicorn forks, on a bad setting or a configuration that must not serve.
+    try:
+        config = Config.from_env()
+    except ValueError as err:
+        print(f"serve: {err}", file=sys.stderr)
+        return 2
+    refusal = config.startup_refusal()
+    if refusal is None and config.auth_enabled:
+        from workflow_manager.api.tokens import TokenFileError, load_tokens
+
+        try:
+            load_tokens(config.auth_tokens_file)
+        except TokenFileError as err:
+            refusal = f"refusing to start: {err}"
+    if refusal:
+        print(f"serve: {refusal}", file=sys.stderr)
+        return 2
     argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG)]
     os.execv(sys.executable, argv)
     return 0  # not reached
@@ -66,6 +83,29 @@ def _init_tables(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_create(args: argparse.Namespace) -> int:
+    """Print a new token, once, and the tokens-file entry that holds only its sha256."""
+    from workflow_manager.api.tokens import new_token, token_file_entry
+    from workflow_manager.domain.access import parse_roles
+    from workflow_manager.domain.definitions import validate_aws_name
+    from workflow_manager.domain.errors import InvalidInput
+
+    try:
+        parse_roles(args.role)
+        for namespace in args.namespace or []:
+            validate_aws_name("namespace", namespace)
+    except (ValueError, InvalidInput) as err:
+        print(f"token create: {getattr(err, 'message', err)}", file=sys.stderr)
+        return 2
+    token = new_token()
+    entry = token_file_entry(args.name, token, sorted(set(args.role)), args.namespace)
+    print(f"token (shown once; give it to {args.name} and keep it secret):")
+    print(f"  {token}")
+    print("add this entry under `tokens:` in the file WFM_AUTH_TOKENS_FILE names:")
+    print("  " + entry.rstrip("\n").replace("\n", "\n  "))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=log_level(),
@@ -98,7 +138,24 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "init-tables", help="create the DynamoDB store's tables (idempotent; WFM_DYNAMODB_PREFIX)"
     )
+    token = commands.add_parser("token", help="bearer tokens for WFM_AUTH_TOKENS_FILE")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser("create", help="make a token; prints it once and its file entry")
+    create.add_argument("name", help="who the token is for, as the audit log writes it")
+    create.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        help="reader, operator, author or admin (repeat for several)",
+    )
+    create.add_argument(
+        "--namespace",
+        action="append",
+        help="only start/cancel/resume/resolve in this namespace (repeat for several; default all)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "token":
+        return _token_create(args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "init-tables":

@@ -22,12 +22,16 @@ log = logging.getLogger(__name__)
 
 
 def _json_response(status: int, message: str, headers: dict | None = None) -> ConnexionResponse:
+    headers = dict(headers or {})
+    if status == 401:
+        # RFC 6750: a 401 names the scheme the client must use.
+        headers.setdefault("WWW-Authenticate", "Bearer")
     return ConnexionResponse(
         status_code=status,
         mimetype="application/json",
         content_type="application/json",
         body=json.dumps({"message": message}),
-        headers=headers or {},
+        headers=headers,
     )
 
 

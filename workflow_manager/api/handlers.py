@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from store.interface import WorkflowQuery
+from workflow_manager.api.auth import current_principal
 from workflow_manager.domain import schemas
 from workflow_manager.domain.errors import InvalidInput
 from workflow_manager.domain.models import Manager, WorkflowStatus
@@ -94,7 +95,7 @@ class Handlers:
     # Workflows
 
     def start_workflow(self, body=None):
-        workflow = self._workflows.start(_start_request(_required_body(body)))
+        workflow = self._workflows.start(_start_request(_required_body(body)), current_principal())
         return schemas.dump_workflow(workflow), 200
 
     def start_job(self, body=None):
@@ -144,16 +145,16 @@ class Handlers:
 
     def cancel_workflow(self, workflow_id: str, body=None):
         reason = _required_body(body).get("reason") or ""
-        self._workflows.cancel(workflow_id, reason)
+        self._workflows.cancel(workflow_id, reason, current_principal())
         return None, 200
 
     def resume_workflow_by_id(self, workflow_id: str, body=None):
         start_at = _required_body(body).get("StartAt") or ""
-        workflow = self._workflows.resume(workflow_id, start_at)
+        workflow = self._workflows.resume(workflow_id, start_at, current_principal())
         return schemas.dump_workflow(workflow), 200
 
     def resolve_workflow_by_id(self, workflow_id: str):
-        self._workflows.resolve(workflow_id)
+        self._workflows.resolve(workflow_id, current_principal())
         return None, 201
 
     # State resources

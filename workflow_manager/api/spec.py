@@ -36,6 +36,15 @@ class AllowedMethods:
         return next((methods for pattern, methods in self._routes if pattern.match(path)), [])
 
 
+def load_spec(with_security: bool = True) -> dict:
+    """The spec as a document; without its `security` requirement when auth is off (the health
+    route's own `security: []` is harmless either way)."""
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+    if not with_security:
+        spec.pop("security", None)
+    return spec
+
+
 def serve_raw_spec() -> None:
     """Connexion 3.3 serves /swagger.json with every $ref resolved inline, which loops forever on
     our recursive States Language models (spec-first/connexion#2095): serve the raw spec.

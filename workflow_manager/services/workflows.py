@@ -20,6 +20,7 @@ from typing import Any
 from executor.interface import ExecutionReport, Executor, StartAbandoned
 from store.interface import MAX_LIST_LIMIT, Store, WorkflowPage, WorkflowQuery
 from workflow_manager.domain import definitions, inputs, states
+from workflow_manager.domain.access import ANONYMOUS, Principal, require_namespace
 from workflow_manager.domain.errors import (
     ConcurrentModification,
     Conflict,
@@ -73,7 +74,8 @@ class WorkflowService:
 
     # Start, resume
 
-    def start(self, request: StartRequest) -> Workflow:
+    def start(self, request: StartRequest, actor: Principal = ANONYMOUS) -> Workflow:
+        """Save and start a workflow. `actor` must be allowed to operate in its namespace."""
         if not request.definition_name:
             raise InvalidInput("workflowDefinition.name is required")
         version = request.definition_version
@@ -83,6 +85,7 @@ class WorkflowService:
             definition = self._store.get_workflow_definition(request.definition_name, version)
         namespace = request.namespace or self._default_namespace
         definitions.validate_aws_name("namespace", namespace)
+        require_namespace(actor, namespace)
         queue = request.queue or "default"
         tags = {**definition.default_tags, **inputs.string_tags(request.tags)}
         workflow = Workflow(
@@ -134,10 +137,11 @@ class WorkflowService:
         workflow.jobs = jobs
         workflow.status, workflow.status_reason = saved.status, saved.status_reason
 
-    def resume(self, workflow_id: str, start_at: str) -> Workflow:
+    def resume(self, workflow_id: str, start_at: str, actor: Principal = ANONYMOUS) -> Workflow:
         """Start a new workflow, a retry of `workflow_id`, from its top-level state `start_at`, with
         the input that state's job had (the reference's RetryWorkflow)."""
         original = self._store.get_workflow(workflow_id)
+        require_namespace(actor, original.namespace)
         if not workflow_is_done(original):
             raise Conflict(f"Workflow {workflow_id} active: {original.status}")
         self._check_no_active_descendants(original)
@@ -195,8 +199,9 @@ class WorkflowService:
 
     # Cancel, resolve
 
-    def cancel(self, workflow_id: str, reason: str) -> None:
+    def cancel(self, workflow_id: str, reason: str, actor: Principal = ANONYMOUS) -> None:
         workflow = self._store.get_workflow(workflow_id)
+        require_namespace(actor, workflow.namespace)
         if workflow.status in CANCEL_REFUSED_STATUSES:
             raise InvalidInput(f"Cancellation not allowed. Workflow {workflow_id} is {workflow.status}")
         if workflow.status == WorkflowStatus.CANCELLED:
@@ -218,7 +223,9 @@ class WorkflowService:
             # The execution finished before the stop reached it.
             raise InvalidInput(f"Cancellation not allowed. Workflow {workflow_id} is {updated.status}")
 
-    def resolve(self, workflow_id: str) -> None:
+    def resolve(self, workflow_id: str, actor: Principal = ANONYMOUS) -> None:
+        require_namespace(actor, self._store.get_workflow(workflow_id).namespace)
+
         def mark(workflow: Workflow) -> None:
             if workflow.resolved_by_user:
                 raise Conflict(f"workflow {workflow_id} already resolved")
