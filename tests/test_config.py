@@ -109,3 +109,64 @@ def test_gunicorn_serves_the_embedded_default_from_one_process_on_loopback(monke
     settings = runpy.run_path(str(GUNICORN_CONF))
     assert settings["bind"] == ["127.0.0.1:8080"]
     assert settings["workers"] == 1
+
+
+# Who may do what (CONTRACT 9.1): the settings, and deny by default.
+
+
+def test_security_settings_are_read_from_the_environment():
+    config = Config.from_env(
+        {
+            "WFM_AUTH": "ON",
+            "WFM_AUTH_TOKENS_FILE": "/etc/wfm/tokens.yml",
+            "WFM_ALLOWED_ORIGINS": "https://Console.example/, http://localhost:3000",
+            "WFM_ALLOWED_HOSTS": "wfm.internal, wfm.internal:8443",
+            "WFM_ALLOWED_INTEGRATIONS": "arn:aws:states:::aws-sdk:s3:getObject,arn:aws:states:::ecs:",
+        }
+    )
+    assert config.auth == "on" and config.auth_tokens_file == Path("/etc/wfm/tokens.yml")
+    assert config.allowed_origins == ("https://console.example", "http://localhost:3000")
+    assert config.host_allow_list == ("wfm.internal", "wfm.internal:8443")
+    assert config.allowed_integrations == ("arn:aws:states:::aws-sdk:s3:getObject", "arn:aws:states:::ecs:")
+    assert config.auth_enabled is True
+
+
+def test_wfm_auth_takes_only_on_or_off():
+    with pytest.raises(ValueError, match="WFM_AUTH must be one of on, off, not 'maybe'"):
+        Config.from_env({"WFM_AUTH": "maybe"})
+
+
+def test_the_embedded_service_answers_loopback_names_at_its_port_and_elsewhere_any_host():
+    assert Config(port=9000).host_allow_list == ("localhost:9000", "127.0.0.1:9000", "[::1]:9000")
+    assert Config(backend="aws").host_allow_list is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "refusal"),
+    [
+        ({}, None),
+        ({"WFM_AUTH_TOKENS_FILE": "t.yml"}, None),
+        ({"WFM_BACKEND": "aws", "WFM_AUTH": "off"}, None),
+        ({"WFM_BACKEND": "aws", "WFM_AUTH_TOKENS_FILE": "t.yml"}, None),
+        ({"WFM_BACKEND": "aws"}, "WFM_BACKEND=aws would serve without authentication"),
+        ({"WFM_BACKEND": "localstack"}, "WFM_BACKEND=localstack would serve without authentication"),
+        ({"WFM_HOST": "0.0.0.0"}, "the embedded service would listen on 0.0.0.0 without authentication"),
+        ({"WFM_HOST": "0.0.0.0", "WFM_AUTH": "off"}, None),
+        ({"WFM_AUTH": "on"}, "WFM_AUTH=on but no tokens file"),
+        (
+            {"WFM_AUTH": "off", "WFM_AUTH_TOKENS_FILE": "t.yml"},
+            "WFM_AUTH=off and WFM_AUTH_TOKENS_FILE are both set",
+        ),
+    ],
+)
+def test_deny_by_default_refuses_to_serve_without_tokens_unless_told(environ, refusal):
+    found = Config.from_env(environ).startup_refusal()
+    if refusal is None:
+        assert found is None
+    else:
+        assert found.startswith("refusing to start: ") and refusal in found and "\n" not in found
+
+
+def test_auth_off_serves_without_tokens_even_in_embedded_mode():
+    assert Config.from_env({"WFM_AUTH": "off"}).auth_enabled is False
+    assert Config.from_env({}).auth_enabled is False
