@@ -522,3 +522,18 @@ def test_token_create_refuses_an_unknown_role():
     )
     assert result.returncode == 2 and result.stdout == ""
     assert "token create: unknown role 'root'" in result.stderr
+
+
+def test_only_an_author_may_save_a_definition_that_runs_a_command(admin, base_url, tmp_path):
+    # The example: a Batch submitJob whose command override would run on the host.
+    proof = tmp_path / "proof"
+    body = load_fixture("auth", "command-override.json")
+    body["name"] = unique("auth-rce")
+    body["stateMachine"]["States"]["run"]["Parameters"]["ContainerOverrides"]["Command"][2] = f"id > {proof}"
+    for role in ("reader", "operator"):
+        response = TokenApi(base_url, TOKENS[role]).post("/workflow-definitions", body)
+        assert response.status_code == 403, (role, response.text)
+    assert admin.get(f"/workflow-definitions/{body['name']}").status_code == 404
+    assert not proof.exists()
+    response = TokenApi(base_url, TOKENS["author"]).post("/workflow-definitions", body)
+    assert response.status_code == 201, response.text
