@@ -16,6 +16,7 @@ from connexion.resolver import Resolver
 
 from workflow_manager.api.audit import AuditLogMiddleware
 from workflow_manager.api.auth import bearer_security_map
+from workflow_manager.api.browser import BrowserGuardMiddleware
 from workflow_manager.api.errors import register_error_handlers
 from workflow_manager.api.middleware import CurlFriendlyMiddleware, RequestLimitsMiddleware
 from workflow_manager.api.spec import SPEC_PATH, AllowedMethods, load_spec, serve_raw_spec
@@ -62,6 +63,15 @@ def create_app(config: Config | None = None) -> connexion.FlaskApp:
         **security,
     )
     register_error_handlers(app, AllowedMethods(SPEC_PATH))
+    # add_middleware inserts just before the named position, so of the middlewares added at one
+    # position the first added runs first: the browser guard is added first so that it refuses a
+    # request before any other reads its body or rewrites it (CurlFriendly's JSON reading).
+    app.add_middleware(
+        BrowserGuardMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        allowed_hosts=config.host_allow_list,
+        allowed_origins=config.allowed_origins,
+    )
     app.add_middleware(
         RequestLimitsMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,

@@ -7,6 +7,23 @@ import asyncio
 import json
 
 
+async def send_json_error(send, status: int, message: str) -> None:
+    """Answer `{"message": ...}` with `status` from an ASGI middleware, in the shape of the error
+    handlers' answers, for a request refused before Connexion sees it."""
+    body = json.dumps({"message": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 class RequestLimitsMiddleware:
     """Answers 413 for a body over the limit, 503 for a request over the timeout (the reference
     wrapped its router in http.TimeoutHandler(5s)) and 400 for a path with control characters,
@@ -17,20 +34,6 @@ class RequestLimitsMiddleware:
         self.max_body_bytes = max_body_bytes
         self.timeout_seconds = timeout_seconds
 
-    async def _send_error(self, send, status: int, message: str) -> None:
-        body = json.dumps({"message": message}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -38,13 +41,13 @@ class RequestLimitsMiddleware:
         if any(ord(c) < 32 or ord(c) == 127 for c in scope.get("path", "")):
             # No name the API knows can hold a control character, and the router does not
             # match paths with a newline consistently: answer before routing.
-            await self._send_error(send, 400, "request path contains control characters")
+            await send_json_error(send, 400, "request path contains control characters")
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         too_large = f"request body is over the limit of {self.max_body_bytes} bytes"
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await self._send_error(send, 413, too_large)
+            await send_json_error(send, 413, too_large)
             return
         received = 0
         response_started = False
@@ -68,10 +71,10 @@ class RequestLimitsMiddleware:
             await asyncio.wait_for(self.app(scope, limited_receive, tracking_send), self.timeout_seconds)
         except _BodyTooLarge:
             if not response_started:
-                await self._send_error(send, 413, too_large)
+                await send_json_error(send, 413, too_large)
         except TimeoutError:
             if not response_started:
-                await self._send_error(send, 503, "Request timed out")
+                await send_json_error(send, 503, "Request timed out")
 
 
 class _BodyTooLarge(Exception):
