@@ -10,7 +10,11 @@ The workers file (`data/workers.yml`):
         command: ["python3", "tasks/echo.py"]       # list of strings; a string is split shell-style
         concurrency: 2                              # optional, default 1: tasks run at once
         work_directory: /tmp/wfm-work               # optional: WORK_DIR parent, as sfncli's flag
-        env: {LOG_LEVEL: debug}                     # optional: extra environment variables
+        env: {LOG_LEVEL: debug}                     # optional: the command's environment variables
+
+A command gets a clean environment, not the service's (which holds its AWS credentials and tokens):
+PATH, HOME and LANG from the service, the entry's `env`, then `_EXECUTION_NAME` (and `WORK_DIR`).
+Whatever else a command needs, its entry's `env` gives it.
 
 Relative paths are resolved against the YAML file's directory, so `data/` can ship its scripts:
 the command's first element when it contains a `/` (`./run.sh`), and any later argument that

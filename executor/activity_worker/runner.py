@@ -1,10 +1,16 @@
 """Running one activity task's command, as sfncli does: the task input in, the outcome out.
 
-The command gets the task input object, re-serialised, as its last argument and `_EXECUTION_NAME`
-(and `WORK_DIR`, when a work directory is given) in its environment. Its stdout and stderr are teed to
-the worker's own and kept in 32 KiB ring buffers: the last stdout line is the output on exit 0, and
-the failure (a custom `{"error", "cause"}` line or one of the `sfncli.*` names below, with the trimmed
-stderr as cause) otherwise, cut to the SendTaskFailure limits.
+The command gets the task input object, re-serialised, as its last argument, and a clean
+environment (`task_environment`): PATH, HOME and LANG from the worker's, the worker's `extra_env`
+(a workers file's `env`, the `worker` command's `--env` and `--pass-env`), then `_EXECUTION_NAME`
+(and `WORK_DIR`, when a work directory is given). Never the worker's whole environment, as sfncli
+passes it: that holds the worker's AWS credentials and the service's tokens. Its stdout and stderr
+are teed to the worker's own and kept in 32 KiB ring buffers: the last stdout line is the output on
+exit 0, and the failure (a custom `{"error", "cause"}` line or one of the `sfncli.*` names below,
+with the trimmed stderr as cause) otherwise, cut to the SendTaskFailure limits.
+
+Pitfall: the environment dicts hold whatever the workers file gives the commands, secrets included;
+they are never logged.
 
 Knows nothing of Step Functions: `ActivityWorker` (poller.py) takes the tasks and reports what
 `run_task` answers, which never raises, since a token in hand must always be reported.
@@ -37,6 +43,10 @@ from workflow_manager.domain.aws import (
 log = logging.getLogger(__name__)
 
 WORK_DIR_ENV = "WORK_DIR"
+# What a command inherits from the worker's environment: enough to find programs, a home and a
+# locale. Nothing else: the worker's environment holds its AWS credentials and the service's tokens
+# (WFM_*), which a task command must not see unless the workers file or `--env` gives them.
+INHERITED_ENVIRONMENT = ("PATH", "HOME", "LANG")
 
 # sfncli's error names (cmd/sfncli/error_names.go); task commands and Catch clauses match on them.
 ERROR_TASK_INPUT_NOT_JSON = "sfncli.TaskInputNotJSON"
@@ -64,6 +74,21 @@ _PIPE_DRAIN_SECONDS = 5.0
 _READ_CHUNK_BYTES = 65_536
 
 _tee_lock = threading.Lock()
+
+
+def task_environment(
+    extra_env: Mapping[str, str] | None,
+    execution_name: str,
+    work_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, str]:
+    """The environment of a task's command: INHERITED_ENVIRONMENT from this process's (those set),
+    then `extra_env`, then the contract's `_EXECUTION_NAME` and, when given, `WORK_DIR`."""
+    env = {name: os.environ[name] for name in INHERITED_ENVIRONMENT if name in os.environ}
+    env.update(extra_env or {})
+    env[EXECUTION_NAME_KEY] = execution_name
+    if work_dir is not None:
+        env[WORK_DIR_ENV] = os.fspath(work_dir)
+    return env
 
 
 def truncate_utf8(text: str, max_length: int) -> str:
@@ -248,6 +273,8 @@ def run_task(
 ) -> TaskOutcome:
     """Run `command` for one activity task, as sfncli does, and say how it ended. Never raises.
 
+    The command's environment is `task_environment(extra_env, ...)`.
+
     When `cancel_event` is set the command gets SIGTERM, and SIGKILL (its whole process group)
     `sigterm_grace_seconds` later (or the event's own `grace_seconds`, see `CancelEvent`); the
     outcome is then `sfncli.CommandTerminated` unless the command printed its own error.
@@ -281,15 +308,12 @@ def _run_task(
             f"task input missing string {EXECUTION_NAME_KEY}: '{task_input}'",
         )
 
-    env = dict(os.environ)
-    env.update(extra_env or {})
-    env[EXECUTION_NAME_KEY] = execution_name
     work_dir = None
     if work_directory is not None:
         Path(work_directory).mkdir(parents=True, exist_ok=True)
         work_dir = tempfile.mkdtemp(prefix="task-", dir=work_directory)
-        env[WORK_DIR_ENV] = work_dir
     try:
+        env = task_environment(extra_env, execution_name, work_dir)
         argv = [*command, _dump(parsed)]
         return _run_process(argv, env, execution_name, cancel_event, sigterm_grace_seconds)
     finally:
