@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -26,8 +27,10 @@ from executor.activity_worker.command import add_worker_arguments, task_command_
 from executor.activity_worker.poller import ActivityWorker, ensure_activity, polled_activity_name
 from executor.activity_worker.pool import load_worker_specs, start_workers_from_file
 from executor.activity_worker.runner import (
+    LOGGED_CAUSE_LENGTH,
     CancelEvent,
     TaskOutcome,
+    TaskOutput,
     run_task,
     task_environment,
     truncate_utf8,
@@ -163,6 +166,28 @@ def test_command_sees_a_clean_environment_without_the_workers_secrets(worker_sec
     }
     assert Path(seen["WORK_DIR"]).parent == tmp_path
     assert not any(secret in outcome.output for secret in SECRETS.values())
+
+
+def test_command_output_is_logged_at_debug_instead_of_teed_when_asked(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+):
+    caplog.set_level(logging.DEBUG, logger="executor.activity_worker.task_output")
+
+    outcome = run_task(script("stdout_parsing.sh"), INPUT, output=TaskOutput.LOG)
+
+    assert outcome.succeeded
+    logged = [r for r in caplog.records if r.name == "executor.activity_worker.task_output"]
+    assert {r.levelno for r in logged} == {logging.DEBUG}
+    messages = [r.getMessage().split(" ", 2)[2] for r in logged]  # without "pid N "
+    assert "stdout: starting up" in messages
+    assert "stderr: a warning" in messages
+    assert capsys.readouterr() == ("", "")
+
+    run_task(script("stdout_parsing.sh"), INPUT)  # the default tees, as sfncli
+
+    teed = capsys.readouterr()
+    assert "starting up" in teed.out
+    assert "a warning" in teed.err
 
 
 def test_output_is_found_after_more_stdout_than_the_ring_buffer_holds():
@@ -597,6 +622,35 @@ def test_workers_file_starts_namespaced_workers_that_stop_cleanly(sfn: Any, tmp_
     assert described["status"] == "SUCCEEDED"
     assert json.loads(described["output"])["argv"][0] == "hello"
     assert [w.activity_arn for w in pool.workers] == [activity_arn]
+    # Inside the service, the commands' output goes to its log, not raw into its streams.
+    assert [w.output for w in pool.workers] == [TaskOutput.LOG]
+
+
+def test_failed_task_is_logged_at_warning_in_one_short_line(sfn: Any, caplog: pytest.LogCaptureFixture):
+    activity_arn = ensure_activity(sfn, _unique("noisy"))
+    execution_arn = _start(sfn, _activity_machine(sfn, activity_arn))
+    reason = "cannot reach the registry: " + "r" * 300
+    program = f"import sys; sys.stderr.write('noise\\n' * 5000 + {reason!r} + '\\n'); sys.exit(1)"
+    caplog.set_level(logging.DEBUG, logger="executor.activity_worker")
+
+    with RunningWorker(sfn, activity_arn, [sys.executable, "-c", program]):
+        assert _finished(sfn, execution_arn)["status"] == "FAILED"
+        wait_for(lambda: _failure_records(caplog, logging.DEBUG), what="the failure to be logged")
+
+    [warning] = _failure_records(caplog, logging.WARNING)
+    assert warning.getMessage() == (
+        f"task failed: sfncli.CommandExitedNonzero: {truncate_utf8(reason, LOGGED_CAUSE_LENGTH)}"
+    )
+    assert "\n" not in warning.getMessage()
+    assert _failure_records(caplog, logging.INFO) == []
+    [debug] = _failure_records(caplog, logging.DEBUG)
+    assert "noise\nnoise" in debug.getMessage()
+    # The stderr is in no record at INFO or above.
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO and "noise\nnoise" in r.getMessage()]
+
+
+def _failure_records(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == level and r.getMessage().startswith("task failed")]
 
 
 def test_worker_command_forwards_sigterm_and_the_task_fails_command_terminated(

@@ -11,9 +11,9 @@ working unchanged:
 - The task input must be a JSON object with a string `_EXECUTION_NAME`. The object, re-serialised,
   is the command's LAST argument; the environment has `_EXECUTION_NAME` (and `WORK_DIR`, a fresh
   temporary directory removed afterwards, when a work directory is configured).
-- stdout and stderr go to the worker's own stdout and stderr and into ring buffers of 32 KiB. On exit
-  0 the last non-empty line of stdout is the output: a JSON object (empty stdout means `{}`), to
-  which `_EXECUTION_NAME` is added back.
+- stdout and stderr go to the worker's own stdout and stderr (embedded workers: to a logger) and
+  into ring buffers of 32 KiB. On exit 0 the last non-empty line of stdout is the output: a JSON
+  object (empty stdout means `{}`), to which `_EXECUTION_NAME` is added back.
 - On a nonzero exit, a last stdout line `{"error": "Name", "cause": "..."}` names the failure (also
   after SIGTERM); otherwise the failure is one of the `sfncli.*` names (runner.py) with the trimmed
   stderr as cause. Error and cause are truncated to the SendTaskFailure limits.

@@ -7,7 +7,7 @@ free for the signal handler: it must be able to forward signals to the running c
 The commands get a clean environment (runner.task_environment), not the worker's: `--env NAME=VALUE`
 sets a variable for them and `--pass-env NAME` copies one from the worker's environment (a command
 that calls AWS might need `--pass-env AWS_REGION --pass-env AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`,
-say).
+say). Their output is teed to the worker's stdout and stderr, as sfncli does.
 """
 
 from __future__ import annotations
