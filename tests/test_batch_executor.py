@@ -47,7 +47,7 @@ from workflow_manager.domain.models import (
     new_id,
 )
 from workflow_manager.domain.status import workflow_status_from_jobs
-from workflow_manager.emulator import batch_runner
+from workflow_manager.emulator import DUMMY_CREDENTIALS, batch_runner
 from workflow_manager.emulator.seeding import BatchEnvironment, ensure_batch_environment, load_job_definitions
 from workflow_manager.emulator.server import EmbeddedEmulator, emulator_client_kwargs
 
@@ -543,6 +543,109 @@ def test_emulated_batch_stops_an_attempt_at_its_timeout(batch: Any, environment:
     described = wait_for(stopped, 20, 0.05, "the job to time out")
     assert (described["status"], described["statusReason"]) == ("FAILED", batch_runner.REASON_TIMEOUT)
     assert job_status_from_batch(described) == JobStatus.FAILED
+
+
+# What the service's environment may hold and a job must never see, unless its job definition or
+# submission sets it.
+SERVICE_SECRETS = {
+    "AWS_ACCESS_KEY_ID": "AKIASERVICEKEY",
+    "AWS_SECRET_ACCESS_KEY": "service-secret-key",
+    "AWS_SESSION_TOKEN": "service-session-token",
+    "AWS_PROFILE": "service-profile",
+    "WFM_AUTH_TOKENS_FILE": "/etc/wfm/tokens.yml",
+    "DEPLOY_TOKEN": "ghp_servicesowntoken",
+    "PYTHONPATH": "/service/lib",
+    "VIRTUAL_ENV": "/service/venv",
+}
+
+
+def test_emulated_batch_job_gets_its_container_environment_and_none_of_the_services(
+    batch: Any,
+    environment: BatchEnvironment,
+    client_kwargs: dict[str, str],
+    emulator: EmbeddedEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    logs = boto3.client("logs", **client_kwargs)  # before the service's variables change
+    definition = f"wfm-test-environment-{uuid.uuid4().hex[:8]}"
+    batch.register_job_definition(
+        jobDefinitionName=definition,
+        type="container",
+        containerProperties={
+            "image": "workflow-manager/local",
+            "command": ["python3", str(FIXTURES / "worker" / "print_environment.py")],
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}],
+            "environment": [
+                {"name": "FROM_DEFINITION", "value": "definition"},
+                {"name": "OVERRIDDEN", "value": "definition"},
+                {"name": "WFM_JOB_SETTING", "value": "set by the job definition"},
+            ],
+        },
+    )
+    for name, value in SERVICE_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HOME", "/home/service")
+    monkeypatch.setenv("LANG", "C.UTF-8")  # see print_environment.py
+
+    job_id = batch.submit_job(
+        jobName="wfm-test-environment",
+        jobDefinition=definition,
+        jobQueue=QUEUE,
+        containerOverrides={
+            "environment": [
+                {"name": "OVERRIDDEN", "value": "submission"},
+                {"name": "FROM_SUBMISSION", "value": "submission"},
+            ]
+        },
+    )["jobId"]
+
+    def stopped():
+        [described] = batch.describe_jobs(jobs=[job_id])["jobs"]
+        return described if described["status"] in ("SUCCEEDED", "FAILED") else None
+
+    described = wait_for(stopped, 20, 0.05, "the job to finish")
+    assert described["status"] == "SUCCEEDED", described.get("statusReason")
+    events = logs.get_log_events(
+        logGroupName="/aws/batch/job", logStreamName=described["container"]["logStreamName"]
+    )["events"]
+    [seen] = [json.loads(event["message"])["environment"] for event in events]
+    assert set(seen) == {
+        "PATH",
+        "HOME",
+        "LANG",
+        "FROM_DEFINITION",
+        "OVERRIDDEN",
+        "WFM_JOB_SETTING",
+        "FROM_SUBMISSION",
+        "AWS_BATCH_JOB_ID",
+        "AWS_BATCH_JOB_ATTEMPT",
+        "AWS_BATCH_JQ_NAME",
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }
+    assert seen["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+    assert (seen["HOME"], seen["LANG"]) == ("/home/service", "C.UTF-8")
+    assert (seen["FROM_DEFINITION"], seen["OVERRIDDEN"], seen["FROM_SUBMISSION"]) == (
+        "definition",
+        "submission",
+        "submission",
+    )
+    assert seen["WFM_JOB_SETTING"] == "set by the job definition"
+    assert (seen["AWS_BATCH_JOB_ID"], seen["AWS_BATCH_JOB_ATTEMPT"], seen["AWS_BATCH_JQ_NAME"]) == (
+        job_id,
+        "1",
+        QUEUE,
+    )
+    assert seen["AWS_ENDPOINT_URL"] == emulator.endpoint_url
+    # The emulator's dummy credentials, which it accepts, so that jobs can publish their outputs.
+    assert (seen["AWS_ACCESS_KEY_ID"], seen["AWS_SECRET_ACCESS_KEY"]) == (
+        DUMMY_CREDENTIALS["aws_access_key_id"],
+        DUMMY_CREDENTIALS["aws_secret_access_key"],
+    )
+    assert not any(secret in json.dumps(seen) for secret in SERVICE_SECRETS.values())
 
 
 # The container commands

@@ -1,30 +1,54 @@
 """The examples in data/ run as the README says, with the workers `make run` starts
-(data/workers.yml), each step a real command."""
+(data/workers.yml, given a demo directory of the test's own in WFM_DEMO_DIR), each step a real
+command."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
+from executor.activity_worker.pool import load_worker_specs
 from tests.conftest import DATA, Api, app_config, serve
 from workflow_manager.emulator.seeding import ensure_batch_environment, load_job_definitions
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
+def workers_file_with_env(source: Path, target: Path, env: dict[str, str]) -> Path:
+    """A copy of the workers file `source` at `target`, its commands resolved (absolute paths) and
+    `env` added to every entry's: the commands get a clean environment, not the test's."""
+    workers = {
+        spec.activity: {
+            "command": spec.command,
+            "concurrency": spec.concurrency,
+            "env": {**spec.env, **env},
+            **({"work_directory": spec.work_directory} if spec.work_directory else {}),
+        }
+        for spec in load_worker_specs(source)
+    }
+    target.write_text(yaml.safe_dump({"workers": workers}))
+    return target
+
+
 @pytest.fixture(scope="module")
 def examples_api(served_app, tmp_path_factory):
     demo_dir = tmp_path_factory.mktemp("demo")
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setenv("WFM_DEMO_DIR", str(demo_dir))
+    # data/workers.yml's workers, whose infra.py keeps its state under WFM_DEMO_DIR.
+    workers_file = workers_file_with_env(
+        DATA / "workers.yml",
+        tmp_path_factory.mktemp("workers") / "workers.yml",
+        {"WFM_DEMO_DIR": str(demo_dir)},
+    )
     # A second app on the session's emulator, in its own namespace so that its workers (the ones
     # `make run` starts) and the test workers never take each other's tasks.
     config = app_config(
         backend="endpoint",
         aws_endpoint=served_app.app.runtime.emulator.endpoint_url,
         account_id="123456789012",
-        workers_file=DATA / "workers.yml",
+        workers_file=workers_file,
         default_namespace="examples",
         start_workers=True,
     )
@@ -48,7 +72,6 @@ def examples_api(served_app, tmp_path_factory):
         assert api.post("/workflow-definitions", body).status_code == 201
     yield api, demo_dir
     served.stop()
-    monkeypatch.undo()
 
 
 def jobs_by_state(workflow: dict) -> dict[str, list[dict]]:

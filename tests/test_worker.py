@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -22,10 +23,18 @@ from typing import Any
 import boto3
 import pytest
 
-from executor.activity_worker.command import add_worker_arguments
+from executor.activity_worker.command import add_worker_arguments, task_command_environment
 from executor.activity_worker.poller import ActivityWorker, ensure_activity, polled_activity_name
 from executor.activity_worker.pool import load_worker_specs, start_workers_from_file
-from executor.activity_worker.runner import CancelEvent, TaskOutcome, run_task, truncate_utf8
+from executor.activity_worker.runner import (
+    LOGGED_CAUSE_LENGTH,
+    CancelEvent,
+    TaskOutcome,
+    TaskOutput,
+    run_task,
+    task_environment,
+    truncate_utf8,
+)
 from tests.conftest import wait_for
 from workflow_manager.domain.aws import MAX_TASK_CAUSE_LENGTH, MAX_TASK_ERROR_LENGTH
 
@@ -34,6 +43,13 @@ PROJECT_ROOT = Path(__file__).parent.parent
 INPUT = json.dumps({"_EXECUTION_NAME": "wf-123", "key": "value"})
 ROLE_ARN = "arn:aws:iam::123456789012:role/sfn"
 TERMINAL = {"SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"}
+# What a worker's environment may hold and its commands must never see.
+SECRETS = {
+    "AWS_SECRET_ACCESS_KEY": "worker-secret-key",
+    "AWS_SESSION_TOKEN": "worker-session-token",
+    "WFM_AUTH_TOKENS_FILE": "/etc/wfm/tokens.yml",
+    "DEPLOY_TOKEN": "ghp_workersowntoken",
+}
 # The emulator holds an empty GetActivityTask this long; a worker's stop waits for the poll in flight.
 ACTIVITY_POLL_SECONDS = 0.5
 
@@ -104,6 +120,74 @@ def test_work_directory_gives_a_fresh_work_dir_removed_afterwards(tmp_path: Path
     assert report["work_dir_is_dir"] is True
     assert Path(report["work_dir"]).parent == tmp_path
     assert not Path(report["work_dir"]).exists()
+
+
+@pytest.fixture
+def worker_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets in this process's environment, beside HOME and a UTF-8 LANG (see
+    print_environment.py)."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HOME", "/home/worker")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+
+
+def test_task_environment_is_path_home_lang_then_the_extra_env_then_the_contract_variables(
+    worker_secrets: None, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.delenv("LANG")  # not set, not passed
+
+    env = task_environment({"EXTRA": "x", "HOME": "/home/task", "_EXECUTION_NAME": "ignored"}, "wf-1", "/w")
+
+    assert env == {
+        "PATH": os.environ["PATH"],
+        "HOME": "/home/task",
+        "EXTRA": "x",
+        "_EXECUTION_NAME": "wf-1",
+        "WORK_DIR": "/w",
+    }
+
+
+def test_command_sees_a_clean_environment_without_the_workers_secrets(worker_secrets: None, tmp_path: Path):
+    # sys.executable: a `python3` found on PATH may be a wrapper (pyenv's) that sets variables of its own.
+    command = [sys.executable, *script("print_environment.py")]
+
+    outcome = run_task(command, INPUT, extra_env={"EXTRA": "from-worker"}, work_directory=tmp_path)
+
+    assert outcome.succeeded, outcome.cause
+    seen = json.loads(outcome.output)["environment"]
+    assert set(seen) == {"PATH", "HOME", "LANG", "_EXECUTION_NAME", "EXTRA", "WORK_DIR"}
+    assert {name: seen[name] for name in ("PATH", "HOME", "LANG", "_EXECUTION_NAME", "EXTRA")} == {
+        "PATH": os.environ["PATH"],
+        "HOME": "/home/worker",
+        "LANG": "C.UTF-8",
+        "_EXECUTION_NAME": "wf-123",
+        "EXTRA": "from-worker",
+    }
+    assert Path(seen["WORK_DIR"]).parent == tmp_path
+    assert not any(secret in outcome.output for secret in SECRETS.values())
+
+
+def test_command_output_is_logged_at_debug_instead_of_teed_when_asked(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+):
+    caplog.set_level(logging.DEBUG, logger="executor.activity_worker.task_output")
+
+    outcome = run_task(script("stdout_parsing.sh"), INPUT, output=TaskOutput.LOG)
+
+    assert outcome.succeeded
+    logged = [r for r in caplog.records if r.name == "executor.activity_worker.task_output"]
+    assert {r.levelno for r in logged} == {logging.DEBUG}
+    messages = [r.getMessage().split(" ", 2)[2] for r in logged]  # without "pid N "
+    assert "stdout: starting up" in messages
+    assert "stderr: a warning" in messages
+    assert capsys.readouterr() == ("", "")
+
+    run_task(script("stdout_parsing.sh"), INPUT)  # the default tees, as sfncli
+
+    teed = capsys.readouterr()
+    assert "starting up" in teed.out
+    assert "a warning" in teed.err
 
 
 def test_output_is_found_after_more_stdout_than_the_ring_buffer_holds():
@@ -264,6 +348,48 @@ def test_worker_arguments_take_the_command_after_double_dash():
     assert (args.activity, args.namespace, args.concurrency) == ("echo", "dev", 3)
     assert args.worker_name is None
     assert args.task_command == ["--", "cmd", "--flag", "-x"]
+
+
+def test_worker_arguments_take_env_assignments_and_names_to_pass():
+    parser = argparse.ArgumentParser()
+    add_worker_arguments(parser)
+
+    args = parser.parse_args(
+        ["--activity", "echo", "--env", "LEVEL=3", "--env", "URL=http://h/?a=b", "--pass-env", "AWS_REGION"]
+        + ["--pass-env", "UNSET", "--env", "EMPTY=", "--", "cmd", "--env", "NOT=MINE"]
+    )
+
+    assert args.env == [("LEVEL", "3"), ("URL", "http://h/?a=b"), ("EMPTY", "")]
+    assert args.pass_env == ["AWS_REGION", "UNSET"]
+    assert args.task_command == ["--", "cmd", "--env", "NOT=MINE"]
+    worker_environment = {"AWS_REGION": "eu-west-1", "LEVEL": "from-worker", "SECRET": "s"}
+    assert task_command_environment(args.env, args.pass_env, worker_environment) == {
+        "AWS_REGION": "eu-west-1",
+        "LEVEL": "3",
+        "URL": "http://h/?a=b",
+        "EMPTY": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--env", "LEVEL"], "argument --env: expected NAME=VALUE, got 'LEVEL'"),
+        (["--env", "=3"], "argument --env: expected NAME=VALUE with a non-empty NAME"),
+        (["--pass-env", "A=B"], "argument --pass-env: expected a variable NAME, got 'A=B'"),
+    ],
+)
+def test_malformed_env_argument_exits_2_with_a_message(
+    arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
+):
+    parser = argparse.ArgumentParser(prog="workflow-manager worker")
+    add_worker_arguments(parser)
+
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["--activity", "echo", *arguments, "--", "cmd"])
+
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_workers_file_resolves_paths_against_its_directory(tmp_path: Path):
@@ -496,6 +622,35 @@ def test_workers_file_starts_namespaced_workers_that_stop_cleanly(sfn: Any, tmp_
     assert described["status"] == "SUCCEEDED"
     assert json.loads(described["output"])["argv"][0] == "hello"
     assert [w.activity_arn for w in pool.workers] == [activity_arn]
+    # Inside the service, the commands' output goes to its log, not raw into its streams.
+    assert [w.output for w in pool.workers] == [TaskOutput.LOG]
+
+
+def test_failed_task_is_logged_at_warning_in_one_short_line(sfn: Any, caplog: pytest.LogCaptureFixture):
+    activity_arn = ensure_activity(sfn, _unique("noisy"))
+    execution_arn = _start(sfn, _activity_machine(sfn, activity_arn))
+    reason = "cannot reach the registry: " + "r" * 300
+    program = f"import sys; sys.stderr.write('noise\\n' * 5000 + {reason!r} + '\\n'); sys.exit(1)"
+    caplog.set_level(logging.DEBUG, logger="executor.activity_worker")
+
+    with RunningWorker(sfn, activity_arn, [sys.executable, "-c", program]):
+        assert _finished(sfn, execution_arn)["status"] == "FAILED"
+        wait_for(lambda: _failure_records(caplog, logging.DEBUG), what="the failure to be logged")
+
+    [warning] = _failure_records(caplog, logging.WARNING)
+    assert warning.getMessage() == (
+        f"task failed: sfncli.CommandExitedNonzero: {truncate_utf8(reason, LOGGED_CAUSE_LENGTH)}"
+    )
+    assert "\n" not in warning.getMessage()
+    assert _failure_records(caplog, logging.INFO) == []
+    [debug] = _failure_records(caplog, logging.DEBUG)
+    assert "noise\nnoise" in debug.getMessage()
+    # The stderr is in no record at INFO or above.
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO and "noise\nnoise" in r.getMessage()]
+
+
+def _failure_records(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == level and r.getMessage().startswith("task failed")]
 
 
 def test_worker_command_forwards_sigterm_and_the_task_fails_command_terminated(
@@ -515,7 +670,8 @@ def test_worker_command_forwards_sigterm_and_the_task_fails_command_terminated(
         "MARKER": str(marker),
     }
     command = [sys.executable, "-m", "workflow_manager.cli", "worker", "--activity", activity]
-    command += ["--namespace", namespace, "--poll-interval", "0.05", "--", *script("trap_sigterm.sh")]
+    command += ["--namespace", namespace, "--poll-interval", "0.05", "--pass-env", "MARKER"]
+    command += ["--", *script("trap_sigterm.sh")]
     process = subprocess.Popen(
         command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )

@@ -2,7 +2,9 @@
 
 An Atmos-style bootstrap run locally: each step is a real command that creates or checks files
 under a state directory (WFM_DEMO_DIR, default /tmp/workflow-manager-demo/<tenant>) standing in
-for the S3 bucket, the DynamoDB lock table, the plans and the applied state.
+for the S3 bucket, the DynamoDB lock table, the plans and the applied state. The worker gives its
+commands a clean environment: WFM_DEMO_DIR reaches this script only from the `env` of its entry in
+data/workers.yml.
 
 Usage: infra.py STEP '<task input JSON>'   (the worker appends the input as the last argument)
 """

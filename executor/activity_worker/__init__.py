@@ -9,11 +9,11 @@ It follows the contract of Clever's sfncli (the reference's worker), so existing
 working unchanged:
 
 - The task input must be a JSON object with a string `_EXECUTION_NAME`. The object, re-serialised,
-  is the command's LAST argument; the environment is the worker's plus `_EXECUTION_NAME` (and
-  `WORK_DIR`, a fresh temporary directory removed afterwards, when a work directory is configured).
-- stdout and stderr go to the worker's own stdout and stderr and into ring buffers of 32 KiB. On exit
-  0 the last non-empty line of stdout is the output: a JSON object (empty stdout means `{}`), to
-  which `_EXECUTION_NAME` is added back.
+  is the command's LAST argument; the environment has `_EXECUTION_NAME` (and `WORK_DIR`, a fresh
+  temporary directory removed afterwards, when a work directory is configured).
+- stdout and stderr go to the worker's own stdout and stderr (embedded workers: to a logger) and
+  into ring buffers of 32 KiB. On exit 0 the last non-empty line of stdout is the output: a JSON
+  object (empty stdout means `{}`), to which `_EXECUTION_NAME` is added back.
 - On a nonzero exit, a last stdout line `{"error": "Name", "cause": "..."}` names the failure (also
   after SIGTERM); otherwise the failure is one of the `sfncli.*` names (runner.py) with the trimmed
   stderr as cause. Error and cause are truncated to the SendTaskFailure limits.
@@ -25,7 +25,11 @@ working unchanged:
 Where this differs from sfncli, on purpose: `concurrency` pollers per process (sfncli runs one task
 per process; AWS recommends many open polls per activity); each command runs in its own session so
 that SIGKILL takes its whole process group (SIGTERM, as in sfncli, goes to the command alone, so a
-shell's trap runs). Not ported: activity tags from `_DEPLOY_ENV` and friends, ECS metadata in the
+shell's trap runs); a command's environment is clean, not the worker's (sfncli passes its own,
+AWS credentials and all): PATH, HOME and LANG, what the workers file's `env` or the `worker`
+command's `--env` / `--pass-env` give, then `_EXECUTION_NAME` and `WORK_DIR` (runner.task_environment).
+A command that relied on inheriting a variable (AWS_REGION, the ECS credentials URI) now needs it
+passed. Not ported: activity tags from `_DEPLOY_ENV` and friends, ECS metadata in the
 worker name, the `ActivityActivePercent` CloudWatch metric.
 
 Pitfalls:

@@ -2,7 +2,9 @@
 
 `ActivityWorker` creates the activity when missing, keeps `concurrency` GetActivityTask polls open,
 hands each task to `run_task` (runner.py), heartbeats while it runs and reports the outcome with
-SendTaskSuccess or SendTaskFailure. A token in hand is always worked and reported.
+SendTaskSuccess or SendTaskFailure. A token in hand is always worked and reported. A failure is
+logged at WARNING with its error name and a short cause (the full cause at DEBUG); the commands'
+output goes where `output` says (`TaskOutput`: the worker's streams, or a logger at DEBUG).
 
 Pitfall: GetActivityTask is a long poll (up to 60 s in AWS), so the client's read timeout must be
 longer than that (AWS suggests at least 65 s); a stop waits for the poll in flight to return.
@@ -21,7 +23,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from executor.activity_worker.runner import SIGTERM_GRACE_SECONDS, CancelEvent, TaskOutcome, run_task
+from executor.activity_worker.runner import (
+    SIGTERM_GRACE_SECONDS,
+    CancelEvent,
+    TaskOutcome,
+    TaskOutput,
+    run_task,
+)
 from executor.aws_errors import error_code
 from workflow_manager.domain.aws import MAX_NAME_LENGTH, activity_name
 
@@ -76,7 +84,8 @@ class ActivityWorker:
 
     `activity_arn` may also be a bare activity name: `run` creates the activity when missing either
     way and polls the ARN CreateActivity answers. Each of the `concurrency` pollers polls at most once
-    per `poll_interval` and runs one task at a time.
+    per `poll_interval` and runs one task at a time. `extra_env` is added to the commands' clean
+    environment (runner.task_environment); `output` says where their stdout and stderr go.
     """
 
     def __init__(
@@ -94,6 +103,7 @@ class ActivityWorker:
         poll_error_backoff_seconds: float = 1.0,
         work_directory: str | os.PathLike[str] | None = None,
         extra_env: Mapping[str, str] | None = None,
+        output: TaskOutput = TaskOutput.STREAMS,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -111,6 +121,7 @@ class ActivityWorker:
         self.poll_error_backoff_seconds = poll_error_backoff_seconds
         self.work_directory = work_directory
         self.extra_env = dict(extra_env or {})
+        self.output = output
         # Set once the activity exists and polling begins.
         self.ready = threading.Event()
         self._lock = threading.Lock()
@@ -245,6 +256,7 @@ class ActivityWorker:
                 cancel_event=cancel,
                 sigterm_grace_seconds=self.sigterm_grace_seconds,
                 work_directory=self.work_directory,
+                output=self.output,
             )
         finally:
             done.set()
@@ -271,7 +283,8 @@ class ActivityWorker:
             if outcome.succeeded:
                 self._client.send_task_success(taskToken=token, output=outcome.output)
             else:
-                log.info("task failed: %s: %s", outcome.error, outcome.cause)
+                log.warning("task failed: %s: %s", outcome.error, outcome.short_cause)
+                log.debug("task failed: %s, full cause:\n%s", outcome.error, outcome.cause)
                 self._client.send_task_failure(taskToken=token, error=outcome.error, cause=outcome.cause)
         except (ClientError, BotoCoreError) as err:
             verb = "SendTaskSuccess" if outcome.succeeded else "SendTaskFailure"

@@ -1,5 +1,6 @@
 """Embedded mode (`make run`): one `ActivityWorker` per entry of a workers file, in threads of the
-service, stopped together when it shuts down.
+service, stopped together when it shuts down. The commands' stdout and stderr are logged (logger
+`executor.activity_worker.task_output`, DEBUG) rather than mixed raw into the service's own streams.
 
 The workers file (`data/workers.yml`):
 
@@ -10,7 +11,11 @@ The workers file (`data/workers.yml`):
         command: ["python3", "tasks/echo.py"]       # list of strings; a string is split shell-style
         concurrency: 2                              # optional, default 1: tasks run at once
         work_directory: /tmp/wfm-work               # optional: WORK_DIR parent, as sfncli's flag
-        env: {LOG_LEVEL: debug}                     # optional: extra environment variables
+        env: {LOG_LEVEL: debug}                     # optional: the command's environment variables
+
+A command gets a clean environment, not the service's (which holds its AWS credentials and tokens):
+PATH, HOME and LANG from the service, the entry's `env`, then `_EXECUTION_NAME` (and `WORK_DIR`).
+Whatever else a command needs, its entry's `env` gives it.
 
 Relative paths are resolved against the YAML file's directory, so `data/` can ship its scripts:
 the command's first element when it contains a `/` (`./run.sh`), and any later argument that
@@ -33,6 +38,7 @@ from typing import Any
 import yaml
 
 from executor.activity_worker.poller import ActivityWorker, polled_activity_name
+from executor.activity_worker.runner import TaskOutput
 from executor.local_commands import resolve_command
 
 log = logging.getLogger(__name__)
@@ -129,7 +135,8 @@ def start_workers_from_file(
 ) -> WorkerPool:
     """Start one ActivityWorker per entry of the workers file at `path`, on activity
     `polled_activity_name(name, namespace)`. `worker_options` go to every ActivityWorker
-    (poll_interval, ...)."""
+    (poll_interval, ...); their commands' output is logged unless `output` says otherwise."""
+    worker_options.setdefault("output", TaskOutput.LOG)
     specs = load_worker_specs(path)
     pool = WorkerPool(stop_event)
     for spec in specs:

@@ -1,10 +1,18 @@
 """Running one activity task's command, as sfncli does: the task input in, the outcome out.
 
-The command gets the task input object, re-serialised, as its last argument and `_EXECUTION_NAME`
-(and `WORK_DIR`, when a work directory is given) in its environment. Its stdout and stderr are teed to
-the worker's own and kept in 32 KiB ring buffers: the last stdout line is the output on exit 0, and
-the failure (a custom `{"error", "cause"}` line or one of the `sfncli.*` names below, with the trimmed
-stderr as cause) otherwise, cut to the SendTaskFailure limits.
+The command gets the task input object, re-serialised, as its last argument, and a clean
+environment (`task_environment`): PATH, HOME and LANG from the worker's, the worker's `extra_env`
+(a workers file's `env`, the `worker` command's `--env` and `--pass-env`), then `_EXECUTION_NAME`
+(and `WORK_DIR`, when a work directory is given). Never the worker's whole environment, as sfncli
+passes it: that holds the worker's AWS credentials and the service's tokens. Its stdout and stderr
+are kept in 32 KiB ring buffers and go, line by line, to the worker's own stdout and stderr (as
+sfncli) or to the `executor.activity_worker.task_output` logger at DEBUG (`TaskOutput`). The last
+stdout line is the output on exit 0, and the failure (a custom `{"error", "cause"}` line or one of
+the `sfncli.*` names below, with the trimmed stderr as cause) otherwise, cut to the SendTaskFailure
+limits.
+
+Pitfall: the environment dicts hold whatever the workers file gives the commands, secrets included;
+they are never logged.
 
 Knows nothing of Step Functions: `ActivityWorker` (poller.py) takes the tasks and reports what
 `run_task` answers, which never raises, since a token in hand must always be reported.
@@ -13,6 +21,7 @@ Knows nothing of Step Functions: `ActivityWorker` (poller.py) takes the tasks an
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import logging
 import os
@@ -35,8 +44,14 @@ from workflow_manager.domain.aws import (
 )
 
 log = logging.getLogger(__name__)
+# The commands' output, when it is logged rather than teed (`TaskOutput.LOG`).
+task_output_log = logging.getLogger("executor.activity_worker.task_output")
 
 WORK_DIR_ENV = "WORK_DIR"
+# What a command inherits from the worker's environment: enough to find programs, a home and a
+# locale. Nothing else: the worker's environment holds its AWS credentials and the service's tokens
+# (WFM_*), which a task command must not see unless the workers file or `--env` gives them.
+INHERITED_ENVIRONMENT = ("PATH", "HOME", "LANG")
 
 # sfncli's error names (cmd/sfncli/error_names.go); task commands and Catch clauses match on them.
 ERROR_TASK_INPUT_NOT_JSON = "sfncli.TaskInputNotJSON"
@@ -51,6 +66,8 @@ ERROR_UNKNOWN = "sfncli.Unknown"
 # sfncli keeps the last 32,768 bytes of each stream: the output and the failure cause come from them.
 OUTPUT_BUFFER_BYTES = 32_768
 TRUNCATED_SUFFIX = "[truncated]"
+# A failure's log line quotes this much of its cause (the full cause, up to 32 KiB, is logged at DEBUG).
+LOGGED_CAUSE_LENGTH = 200
 
 # Grace between SIGTERM and SIGKILL when the worker is told to stop: 25 s, under ECS's 30 s docker
 # stop grace.
@@ -64,6 +81,31 @@ _PIPE_DRAIN_SECONDS = 5.0
 _READ_CHUNK_BYTES = 65_536
 
 _tee_lock = threading.Lock()
+
+
+class TaskOutput(enum.Enum):
+    """Where a command's stdout and stderr go, besides the ring buffers."""
+
+    # To the worker's own stdout and stderr, as sfncli: the standalone `worker` command.
+    STREAMS = "streams"
+    # Each line to the `executor.activity_worker.task_output` logger at DEBUG: workers embedded in
+    # the service, whose own stdout and stderr carry the service's log.
+    LOG = "log"
+
+
+def task_environment(
+    extra_env: Mapping[str, str] | None,
+    execution_name: str,
+    work_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, str]:
+    """The environment of a task's command: INHERITED_ENVIRONMENT from this process's (those set),
+    then `extra_env`, then the contract's `_EXECUTION_NAME` and, when given, `WORK_DIR`."""
+    env = {name: os.environ[name] for name in INHERITED_ENVIRONMENT if name in os.environ}
+    env.update(extra_env or {})
+    env[EXECUTION_NAME_KEY] = execution_name
+    if work_dir is not None:
+        env[WORK_DIR_ENV] = os.fspath(work_dir)
+    return env
 
 
 def truncate_utf8(text: str, max_length: int) -> str:
@@ -90,6 +132,14 @@ class TaskOutcome:
     @property
     def succeeded(self) -> bool:
         return self.error is None
+
+    @property
+    def short_cause(self) -> str:
+        """The cause's last non-empty line (stderr's, mostly), cut to LOGGED_CAUSE_LENGTH: what a log
+        line says of a failure."""
+        stripped = (self.cause or "").strip()
+        last = stripped.rsplit("\n", 1)[-1].strip()
+        return truncate_utf8(last, LOGGED_CAUSE_LENGTH)
 
     @classmethod
     def success(cls, output: str, returncode: int | None = 0) -> TaskOutcome:
@@ -164,10 +214,14 @@ def _tee_target(name: str) -> Any:
     return getattr(sys, name)
 
 
-def _tee(pipe: Any, stream_name: str, ring: _RingBuffer) -> None:
+def _tee(pipe: Any, stream_name: str, ring: _RingBuffer, output: TaskOutput, pid: int) -> None:
     try:
         while chunk := pipe.readline(_READ_CHUNK_BYTES):
             ring.write(chunk)
+            if output is TaskOutput.LOG:
+                line = chunk.decode("utf-8", errors="replace").rstrip("\r\n")
+                task_output_log.debug("pid %d %s: %s", pid, stream_name, line)
+                continue
             stream = _tee_target(stream_name)
             with _tee_lock, contextlib.suppress(OSError, ValueError):
                 binary = getattr(stream, "buffer", None)
@@ -245,8 +299,12 @@ def run_task(
     cancel_event: threading.Event | None = None,
     sigterm_grace_seconds: float = SIGTERM_GRACE_SECONDS,
     work_directory: str | os.PathLike[str] | None = None,
+    output: TaskOutput = TaskOutput.STREAMS,
 ) -> TaskOutcome:
     """Run `command` for one activity task, as sfncli does, and say how it ended. Never raises.
+
+    The command's environment is `task_environment(extra_env, ...)`; its output goes where `output`
+    says besides the ring buffers.
 
     When `cancel_event` is set the command gets SIGTERM, and SIGKILL (its whole process group)
     `sigterm_grace_seconds` later (or the event's own `grace_seconds`, see `CancelEvent`); the
@@ -254,7 +312,7 @@ def run_task(
     """
     try:
         return _run_task(
-            list(command), task_input, extra_env, cancel_event, sigterm_grace_seconds, work_directory
+            list(command), task_input, extra_env, cancel_event, sigterm_grace_seconds, work_directory, output
         )
     except Exception as err:  # the worker must always report something for the token it holds
         log.exception("task runner failed")
@@ -268,6 +326,7 @@ def _run_task(
     cancel_event: threading.Event | None,
     sigterm_grace_seconds: float,
     work_directory: str | os.PathLike[str] | None,
+    output: TaskOutput,
 ) -> TaskOutcome:
     if not command:
         return TaskOutcome.failure(ERROR_COMMAND_NOT_FOUND, "command not found: ''")
@@ -281,17 +340,14 @@ def _run_task(
             f"task input missing string {EXECUTION_NAME_KEY}: '{task_input}'",
         )
 
-    env = dict(os.environ)
-    env.update(extra_env or {})
-    env[EXECUTION_NAME_KEY] = execution_name
     work_dir = None
     if work_directory is not None:
         Path(work_directory).mkdir(parents=True, exist_ok=True)
         work_dir = tempfile.mkdtemp(prefix="task-", dir=work_directory)
-        env[WORK_DIR_ENV] = work_dir
     try:
+        env = task_environment(extra_env, execution_name, work_dir)
         argv = [*command, _dump(parsed)]
-        return _run_process(argv, env, execution_name, cancel_event, sigterm_grace_seconds)
+        return _run_process(argv, env, execution_name, cancel_event, sigterm_grace_seconds, output)
     finally:
         if work_dir is not None:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -303,6 +359,7 @@ def _run_process(
     execution_name: str,
     cancel_event: threading.Event | None,
     sigterm_grace_seconds: float,
+    output: TaskOutput,
 ) -> TaskOutcome:
     try:
         process = subprocess.Popen(
@@ -319,8 +376,12 @@ def _run_process(
 
     stdout, stderr = _RingBuffer(OUTPUT_BUFFER_BYTES), _RingBuffer(OUTPUT_BUFFER_BYTES)
     readers = [
-        threading.Thread(target=_tee, args=(process.stdout, "stdout", stdout), daemon=True),
-        threading.Thread(target=_tee, args=(process.stderr, "stderr", stderr), daemon=True),
+        threading.Thread(
+            target=_tee, args=(process.stdout, "stdout", stdout, output, process.pid), daemon=True
+        ),
+        threading.Thread(
+            target=_tee, args=(process.stderr, "stderr", stderr, output, process.pid), daemon=True
+        ),
     ]
     for reader in readers:
         reader.start()
@@ -360,10 +421,10 @@ def _run_process(
     if returncode != 0:
         return _failure_after_exit(returncode, stdout_text, stderr_text, cancelled)
     last_line = _last_line(stdout_text)
-    output = _parse_object(last_line) if last_line else {}
-    if output is None:
+    task_output = _parse_object(last_line) if last_line else {}
+    if task_output is None:
         return TaskOutcome.failure(
             ERROR_TASK_OUTPUT_NOT_JSON, f"stdout not valid JSON: '{last_line}'", returncode
         )
-    output[EXECUTION_NAME_KEY] = execution_name
-    return TaskOutcome.success(_dump(output), returncode)
+    task_output[EXECUTION_NAME_KEY] = execution_name
+    return TaskOutcome.success(_dump(task_output), returncode)

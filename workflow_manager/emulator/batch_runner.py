@@ -7,11 +7,16 @@ every job is SUCCEEDED at submit and `dependsOn` is ignored (reference/emulators
 (`moto.batch.models.Job.run`): a job goes SUBMITTED -> PENDING, waits for its dependencies (polled),
 -> RUNNABLE -> STARTING -> RUNNING, runs the job definition's `command` (with the submission's
 overrides and parameters) as a subprocess, and ends SUCCEEDED on exit code 0, FAILED otherwise.
-The subprocess gets the container environment (job definition, then SubmitJob overrides), the
-variables Batch sets (`AWS_BATCH_JOB_ID`, `AWS_BATCH_JOB_ATTEMPT`, `AWS_BATCH_JQ_NAME`) and the
-emulator's endpoint, region and dummy credentials, so `workflow-manager publish-output` inside a job
-reaches the emulator's DynamoDB. It runs in a fresh temporary directory, with the service's Python
-environment first on PATH (so `python3` and `workflow-manager` are the service's).
+The subprocess gets a clean environment, as a container would: PATH, HOME and LANG from the
+service (INHERITED_ENVIRONMENT), the container environment (job definition, then SubmitJob
+overrides), the variables Batch sets (`AWS_BATCH_JOB_ID`, `AWS_BATCH_JOB_ATTEMPT`,
+`AWS_BATCH_JQ_NAME`) and the emulator's endpoint, region and dummy credentials, so
+`workflow-manager publish-output` inside a job reaches the emulator's DynamoDB. Nothing else of the
+service's environment (its AWS credentials, its WFM_* settings and tokens, PYTHONPATH). It runs in a
+fresh temporary directory, with the service's Python environment first on PATH (so `python3` and
+`workflow-manager` are the service's, importing its code as installed in that environment). Its
+output is logged at DEBUG, line by line, and stored as the attempt's log stream; its environment is
+never logged.
 
 Also fixed, so that the emulator answers like AWS:
 - Batch semantics moto leaves out: `retryStrategy.attempts` (from SubmitJob, else the job
@@ -66,9 +71,11 @@ KILL_GRACE_SECONDS = 2.0
 REASON_DEPENDENCY_FAILED = "Dependent Job failed"
 REASON_CONTAINER_EXITED = "Essential container in task exited"
 REASON_TIMEOUT = "Job attempt duration exceeded timeout"
-# The environment a job inherits from the service process (a container inherits nothing; these make
-# local commands work).
-INHERITED_ENVIRONMENT = ("HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT")
+# The environment a job inherits from the service process. A container inherits nothing; these make
+# local commands work (programs found, a home, a locale). Nothing else: the service's environment
+# holds its AWS credentials and its tokens (WFM_*), which a job must not see unless its job
+# definition or submission sets them. PATH also gets the service's Python environment first.
+INHERITED_ENVIRONMENT = ("PATH", "HOME", "LANG")
 
 
 _install_lock = threading.Lock()
@@ -284,7 +291,9 @@ def _stop_process(process: subprocess.Popen) -> None:
 
 def _process_environment(job: Job, attempt: int) -> dict[str, str]:
     environment = {name: os.environ[name] for name in INHERITED_ENVIRONMENT if name in os.environ}
-    environment["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", "")))
+    # No empty entry: it would mean the working directory.
+    path = [str(Path(sys.executable).parent), *os.environ.get("PATH", "").split(os.pathsep)]
+    environment["PATH"] = os.pathsep.join(entry for entry in path if entry)
     environment.update(_container_environment(job))
     region = job.backend.region_name
     endpoint = _options["endpoint_url"] or f"http://127.0.0.1:{os.environ.get('MOTO_PORT', '5000')}"
