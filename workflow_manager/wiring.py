@@ -32,6 +32,7 @@ from store.memory import MemoryStore
 from workflow_manager.api.handlers import Handlers
 from workflow_manager.config import EMULATOR_ACCOUNT_ID, Config
 from workflow_manager.domain.errors import NotFound
+from workflow_manager.domain.integrations import IntegrationPolicy
 from workflow_manager.domain.models import Manager, StateResource
 from workflow_manager.emulator import DUMMY_CREDENTIALS
 from workflow_manager.services.definitions import DefinitionService
@@ -146,8 +147,12 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
         store.check_health()
         executor.check_health()
 
+    integrations = IntegrationPolicy(config.allowed_integrations)
     handlers = Handlers(
-        DefinitionService(store, executor), workflows, StateResourceService(store), check_health
+        DefinitionService(store, executor, integrations),
+        workflows,
+        StateResourceService(store, integrations),
+        check_health,
     )
     runtime = Runtime(config=config, store=store, workflows=workflows, clients=clients)
     runtime.emulator = emulator

@@ -9,6 +9,7 @@ from executor.interface import Executor
 from store.interface import Store
 from workflow_manager.domain import definitions
 from workflow_manager.domain.errors import Conflict, InvalidInput, NotFound
+from workflow_manager.domain.integrations import IntegrationPolicy
 from workflow_manager.domain.models import Manager, WorkflowDefinition
 
 
@@ -25,14 +26,16 @@ class DefinitionDraft:
 
 
 class DefinitionService:
-    def __init__(self, store: Store, executor: Executor):
+    def __init__(self, store: Store, executor: Executor, integrations: IntegrationPolicy | None = None):
         self._store = store
         self._executor = executor
+        self._integrations = integrations or IntegrationPolicy()
 
     def _build(self, draft: DefinitionDraft) -> WorkflowDefinition:
         name, manager = draft.name, draft.manager
         state_machine, default_tags = draft.state_machine, draft.default_tags
         definitions.validate_definition(name, state_machine, manager, default_tags)
+        self._integrations.check_state_machine(state_machine)
         definition = WorkflowDefinition(
             name=name,
             state_machine=state_machine,

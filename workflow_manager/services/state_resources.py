@@ -6,12 +6,14 @@ from __future__ import annotations
 from store.interface import Store
 from workflow_manager.domain import definitions
 from workflow_manager.domain.errors import InvalidInput
+from workflow_manager.domain.integrations import IntegrationPolicy
 from workflow_manager.domain.models import StateResource, StateResourceType, resource_type_for_uri
 
 
 class StateResourceService:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, integrations: IntegrationPolicy | None = None):
         self._store = store
+        self._integrations = integrations or IntegrationPolicy()
 
     def put(
         self,
@@ -33,6 +35,7 @@ class StateResourceService:
         definitions.validate_aws_name("StateResource namespace", namespace)
         if not uri:
             raise InvalidInput("StateResource uri is required")
+        self._integrations.check_uri(uri)
         resource_type = resource_type or resource_type_for_uri(uri)
         return self._store.save_state_resource(
             StateResource(name=name, namespace=namespace, uri=uri, type=resource_type)
