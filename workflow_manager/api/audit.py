@@ -18,11 +18,11 @@ from typing import Any
 from connexion.middleware.abstract import ROUTING_CONTEXT
 
 from workflow_manager.api.auth import PRINCIPAL_SCOPE_KEY
+from workflow_manager.api.middleware import SAFE_METHODS
 from workflow_manager.domain.access import ANONYMOUS
 
 audit_log = logging.getLogger("workflow_manager.audit")
 
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Path parameters that name what an operation changes, in the order they are joined.
 TARGET_PARAMETERS = ("namespace", "name", "workflowID")
 # A response body is read for the id it created (a started workflow, a definition version) only
@@ -71,7 +71,7 @@ class AuditLogMiddleware:
         self.auth_enabled = auth_enabled
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("method", "GET") in READ_METHODS:
+        if scope["type"] != "http" or scope.get("method", "GET") in SAFE_METHODS:
             await self.app(scope, receive, send)
             return
         status = 500

@@ -41,10 +41,8 @@ handler runs, nothing changes.
 
 from __future__ import annotations
 
-from workflow_manager.api.middleware import send_json_error
+from workflow_manager.api.middleware import SAFE_METHODS, send_json_error
 
-# Methods that do not change anything (RFC 9110 "safe"); everything else is state-changing.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # What Sec-Fetch-Site says about a request another site's page sent (Fetch Metadata).
 FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
 NULL_ORIGIN = "null"

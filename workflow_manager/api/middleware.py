@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 
+# Methods that do not change anything (RFC 9110 "safe"); every other request is state-changing, and
+# is what the browser guard checks and the audit log records.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 async def send_json_error(send, status: int, message: str) -> None:
     """Answer `{"message": ...}` with `status` from an ASGI middleware, in the shape of the error
