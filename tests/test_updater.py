@@ -220,3 +220,80 @@ def test_a_workflow_a_get_saw_fail_with_open_jobs_is_still_checked_until_they_en
 
     workflow = wait_for(second_nap_recorded, 30, 0.1, "the updater to record the open job's end")
     assert workflow.status == "failed"
+
+
+class ReplayingExecutor:
+    """The real executor, except that `report` answers, once, a report recorded earlier: what a
+    refresh that read the execution before another refresh, and wrote after it, applies."""
+
+    def __init__(self, executor, stale_report):
+        self._executor = executor
+        self._stale = stale_report
+
+    def __getattr__(self, name):
+        return getattr(self._executor, name)
+
+    def report(self, workflow, include_jobs=True):
+        stale, self._stale = self._stale, None
+        return stale if stale is not None else self._executor.report(workflow, include_jobs=include_jobs)
+
+
+def test_a_report_read_before_a_newer_one_cannot_erase_jobs_or_status(services):
+    definitions, workflows = services
+    definitions.create(
+        DefinitionDraft(
+            name="updater-two-jobs",
+            state_machine={
+                "StartAt": "pick",
+                "States": {
+                    "pick": {
+                        "Type": "Choice",
+                        "Choices": [{"Variable": "$.go", "BooleanEquals": True, "Next": "pause"}],
+                        "Default": "pause",
+                    },
+                    "pause": {"Type": "Wait", "Seconds": 2, "Next": "done"},
+                    "done": {"Type": "Succeed"},
+                },
+            },
+        )
+    )
+    started = workflows.start(StartRequest(definition_name="updater-two-jobs", input={"go": True}))
+    executor = workflows._executor
+    early = wait_for(
+        lambda: (r := executor.report(workflows.get(started.id), include_jobs=True)).jobs and r,
+        10,
+        0.05,
+        "a report with the first job",
+    )
+    assert [job.state for job in early.jobs] == ["pick"]
+    finished = wait_for(
+        lambda: (wf := workflows.refresh(started.id)).status == "succeeded" and wf, 20, 0.2, "the end"
+    )
+    assert [job.state for job in finished.jobs] == ["pick", "done"]
+
+    workflows._executor = ReplayingExecutor(executor, early)
+    after = workflows.refresh(started.id)
+    assert after.status == "succeeded"
+    assert [job.state for job in after.jobs] == ["pick", "done"]
+    assert [job.state for job in workflows.get(started.id).jobs] == ["pick", "done"]
+
+
+def test_a_workflow_whose_refresh_raises_does_not_stall_the_others(services):
+    definitions, workflows = services
+    body = load_fixture("api", "long-task.json")
+    body["name"] = "updater-stall"
+    definitions.create(DefinitionDraft(name=body["name"], state_machine=body["stateMachine"]))
+    good = workflows.start(StartRequest(definition_name=body["name"], input={}))
+    # A record the executor cannot read (its definition's state machine is not an object): refreshing
+    # it raises an error that is not one of the service's own.
+    broken = workflows.start(StartRequest(definition_name=body["name"], input={}))
+    stored = workflows._store.get_workflow(broken.id)
+    stored.workflow_definition.state_machine = "not a state machine"
+    workflows._store.update_workflow(stored)
+    updater = BackgroundUpdater(
+        workflows, min_interval_seconds=30, max_interval_seconds=60, max_refreshes_per_second=100
+    )
+    assert updater.run_once() == 2  # both tried: the broken one did not end the pass
+    assert updater.run_once() == 0  # and both are next due in 30 s, the broken one too
+    assert workflows.get(good.id).status in ("queued", "running")
+    workflows.cancel(good.id, "test over")

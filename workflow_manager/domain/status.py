@@ -9,6 +9,9 @@
   or cancelled and resolved by the user. Resume requires done.
 - A workflow whose jobs are all submitted up front (Batch) takes its status from its jobs' statuses
   by an ordered table of rules, the first that holds winning (`WORKFLOW_STATUS_FROM_JOBS`).
+- Reports apply monotonically (`merge_jobs`): two refreshes may overlap (a GET and the updater, or
+  two replicas), so a report read earlier can be applied after one read later. A job list never
+  shrinks and never loses progress (`jobs_after_report`); the status follows ALLOWED_TRANSITIONS.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from workflow_manager.domain.models import JobStatus, Workflow, WorkflowStatus
+from workflow_manager.domain.models import Job, JobStatus, Workflow, WorkflowStatus
 
 TERMINAL_WORKFLOW_STATUSES = frozenset(
     {WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED}
@@ -151,3 +154,31 @@ def workflow_status_from_jobs(statuses: Sequence[JobStatus]) -> WorkflowStatus:
         if rule.holds_for(statuses):
             return rule.workflow_status
     return WORKFLOW_STATUS_WHEN_NO_JOBS_RULE_HOLDS
+
+
+# How far along a job is. With `ATTEMPT_WEIGHT` above the largest step, a job list's progress
+# (`job_list_progress`) grows with every event of an append-only history: a new job adds one, a
+# status moving forward adds its step, and a retry (the job starts over at `created` under a new
+# event id, one attempt longer) adds more than the failed status it leaves.
+JOB_STATUS_PROGRESS: dict[JobStatus, int] = {
+    JobStatus.CREATED: 0,
+    JobStatus.QUEUED: 1,
+    JobStatus.WAITING_FOR_DEPS: 2,
+    JobStatus.RUNNING: 3,
+    **{status: 4 for status in DONE_JOB_STATUSES},
+}
+ATTEMPT_WEIGHT = 5
+
+
+def job_list_progress(jobs: Sequence[Job]) -> int:
+    return sum(
+        1 + ATTEMPT_WEIGHT * len(job.attempts) + JOB_STATUS_PROGRESS[JobStatus(job.status)] for job in jobs
+    )
+
+
+def jobs_after_report(stored: Sequence[Job], reported: Sequence[Job]) -> list[Job]:
+    """The jobs a workflow keeps after a report: the report's, unless it is older than what is
+    stored (fewer jobs, or less progress), as a report read before another but applied after it is."""
+    if len(reported) < len(stored) or job_list_progress(reported) < job_list_progress(stored):
+        return list(stored)
+    return list(reported)

@@ -111,6 +111,10 @@ class BackgroundUpdater:
                 continue
             except WorkflowManagerError as err:
                 log.warning("could not refresh workflow %s: %s", workflow_id, err)
+            except Exception:
+                # Whatever went wrong with this one workflow, its next check moves on below, so
+                # that it does not sort first again and block every other workflow's refresh.
+                log.exception("could not refresh workflow %s", workflow_id)
             else:
                 if workflow_is_done(workflow):
                     self._schedules.pop(workflow_id, None)

@@ -40,6 +40,7 @@ from workflow_manager.domain.status import (
     NOT_STARTED_JOB_STATUSES,
     TERMINAL_EFFECTS,
     is_terminal,
+    jobs_after_report,
     transition_allowed,
     workflow_is_done,
 )
@@ -274,7 +275,7 @@ class WorkflowService:
                 workflow.status_reason = "execution not found"
             return
         if report.jobs is not None:
-            workflow.jobs = report.jobs
+            workflow.jobs = jobs_after_report(workflow.jobs, report.jobs)
         new_status = report.status
         if new_status is None or not transition_allowed(workflow.status, new_status):
             return
