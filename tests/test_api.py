@@ -53,6 +53,12 @@ def test_health_is_200(api):
     assert api.get("/_health").status_code == 200
 
 
+def test_live_and_ready_are_200_ok(api):
+    for path in ("/_live", "/_ready"):
+        response = api.get(path)
+        assert (response.status_code, response.json()) == (200, {"status": "ok"}), path
+
+
 def test_health_is_503_when_the_executor_backend_is_unreachable():
     from tests.conftest import free_port
 
@@ -67,6 +73,10 @@ def test_health_is_503_when_the_executor_backend_is_unreachable():
     try:
         response = requests.get(f"http://127.0.0.1:{served.port}/_health", timeout=60)
         assert_error(response, 503)
+        assert_error(requests.get(f"http://127.0.0.1:{served.port}/_ready", timeout=60), 503)
+        # Liveness touches no dependency: the process serves.
+        live = requests.get(f"http://127.0.0.1:{served.port}/_live", timeout=60)
+        assert (live.status_code, live.json()) == (200, {"status": "ok"})
     finally:
         served.stop()
 

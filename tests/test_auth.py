@@ -148,6 +148,10 @@ def call_for(operation_id: str, admin: Api) -> Call:
     with the admin token, so that every caller's request has the same chance."""
     if operation_id == "healthCheck":
         return Call("GET", "/_health")
+    if operation_id == "liveCheck":
+        return Call("GET", "/_live")
+    if operation_id == "readyCheck":
+        return Call("GET", "/_ready")
     if operation_id == "getWorkflowDefinitions":
         return Call("GET", "/workflow-definitions")
     if operation_id == "newWorkflowDefinition":

@@ -18,7 +18,11 @@ from workflow_manager.api.audit import AuditLogMiddleware
 from workflow_manager.api.auth import bearer_security_map
 from workflow_manager.api.browser import BrowserGuardMiddleware
 from workflow_manager.api.errors import register_error_handlers
-from workflow_manager.api.middleware import CurlFriendlyMiddleware, RequestLimitsMiddleware
+from workflow_manager.api.middleware import (
+    CurlFriendlyMiddleware,
+    LivenessMiddleware,
+    RequestLimitsMiddleware,
+)
 from workflow_manager.api.spec import SPEC_PATH, AllowedMethods, load_spec, serve_raw_spec
 from workflow_manager.api.tokens import TokenRegistry
 from workflow_manager.config import PROJECT_ROOT, Config
@@ -72,6 +76,8 @@ def create_app(config: Config | None = None) -> connexion.FlaskApp:
         allowed_hosts=config.host_allow_list,
         allowed_origins=config.allowed_origins,
     )
+    # Inside the browser guard (its Host rule holds for probes too), outside everything that waits.
+    app.add_middleware(LivenessMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
         RequestLimitsMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,

@@ -71,6 +71,15 @@ class Handlers:
         self._check_health()
         return None, 200
 
+    def live_check(self):
+        # Touches nothing: a liveness probe must not fail (and restart the process) because a
+        # backend is slow or down.
+        return {"status": "ok"}, 200
+
+    def ready_check(self):
+        self._check_health()
+        return {"status": "ok"}, 200
+
     # Workflow definitions
 
     def get_workflow_definitions(self):

@@ -110,3 +110,27 @@ class CurlFriendlyMiddleware:
                 headers.append((b"content-type", b"application/json"))
                 scope["headers"] = headers
         await self.app(scope, receive, send)
+
+
+LIVENESS_PATH = "/_live"
+_LIVE_BODY = json.dumps({"status": "ok"}).encode()
+
+
+class LivenessMiddleware:
+    """Answers `GET /_live` (swagger.yml's liveCheck) itself, on the event loop: the Flask handlers
+    run in a bounded thread pool, and a liveness probe must not wait behind slow requests there
+    (a full pool would otherwise get the process restarted for being busy)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("path") == LIVENESS_PATH and scope.get("method") == "GET":
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_LIVE_BODY)).encode()),
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": _LIVE_BODY})
+            return
+        await self.app(scope, receive, send)

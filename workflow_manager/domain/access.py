@@ -45,9 +45,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 }
 
 # operationId (swagger.yml) -> the permission it needs; None: open to anyone, with or without a
-# token (the health routes, for load balancers).
+# token (the health routes, for load balancers and probes).
 OPERATION_PERMISSIONS: dict[str, Permission | None] = {
     "healthCheck": None,
+    "liveCheck": None,
+    "readyCheck": None,
     "getWorkflowDefinitions": Permission.READ,
     "getWorkflowDefinitionVersionsByName": Permission.READ,
     "getWorkflowDefinitionByNameAndVersion": Permission.READ,
