@@ -297,3 +297,49 @@ def test_a_workflow_whose_refresh_raises_does_not_stall_the_others(services):
     assert updater.run_once() == 0  # and both are next due in 30 s, the broken one too
     assert workflows.get(good.id).status in ("queued", "running")
     workflows.cancel(good.id, "test over")
+
+
+def _record_without_execution(workflows, definitions, name: str, status: str):
+    """A workflow record whose execution never started (a crash between the save and the start)."""
+    from workflow_manager.domain.models import Workflow, WorkflowStatus, new_id
+
+    definitions.create(
+        DefinitionDraft(
+            name=name, state_machine={"StartAt": "only", "States": {"only": {"Type": "Pass", "End": True}}}
+        )
+    )
+    definition = workflows._store.latest_workflow_definition(name)
+    workflow = Workflow(
+        id=new_id(), workflow_definition=definition, namespace="idle", status=WorkflowStatus(status)
+    )
+    workflows._store.save_workflow(workflow)
+    return workflow.id
+
+
+@pytest.mark.parametrize("status", ["queued", "running"])
+def test_a_workflow_whose_execution_does_not_exist_is_failed_after_the_grace(services, status):
+    from datetime import timedelta
+
+    definitions, workflows = services
+    workflow_id = _record_without_execution(workflows, definitions, f"updater-zombie-{status}", status)
+    # Within the grace (DescribeExecution's eventual consistency) it is left as it is.
+    assert workflows.refresh(workflow_id).status == status
+    impatient = WorkflowService(workflows._store, workflows._executor, "idle", zombie_window=timedelta(0))
+    failed = impatient.refresh(workflow_id)
+    assert failed.status == "failed"
+    assert failed.status_reason == "execution not found: the backend has no execution for this workflow"
+    assert failed.stopped_at is not None
+    assert workflows.get(workflow_id).stopped_at == failed.stopped_at
+
+
+def test_cancel_of_a_workflow_whose_execution_does_not_exist_cancels_it(services):
+    definitions, workflows = services
+    workflow_id = _record_without_execution(workflows, definitions, "updater-zombie-cancel", "running")
+    workflows.cancel(workflow_id, "it never ran")
+    cancelled = workflows.get(workflow_id)
+    assert (cancelled.status, cancelled.status_reason, cancelled.resolved_by_user) == (
+        "cancelled",
+        "it never ran",
+        True,
+    )
+    assert cancelled.stopped_at is not None

@@ -47,9 +47,13 @@ from workflow_manager.domain.status import (
 
 log = logging.getLogger(__name__)
 
-# How long a workflow may have no execution before it is declared failed (reference 3.6:
-# durationToRetryDescribeExecutions). Covers the moment between save and StartExecution.
+# How long a non-terminal workflow may have no execution (or no Batch jobs) before it is declared
+# failed (reference 3.6: durationToRetryDescribeExecutions): it covers the moment between the save
+# and StartExecution, and DescribeExecution's eventual consistency right after it. Counted from the
+# record's last update, so a running workflow whose execution vanished long after it was last seen
+# (deleted, or an emulator restarted) is failed at its next check.
 ZOMBIE_WINDOW = timedelta(minutes=5)
+EXECUTION_GONE_REASON = "execution not found: the backend has no execution for this workflow"
 # Attempts of a read-modify-write before a concurrent-update conflict reaches the caller.
 MUTATE_ATTEMPTS = 5
 
@@ -68,10 +72,17 @@ class StartRequest:
 
 
 class WorkflowService:
-    def __init__(self, store: Store, executor: Executor, default_namespace: str):
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        default_namespace: str,
+        zombie_window: timedelta = ZOMBIE_WINDOW,
+    ):
         self._store = store
         self._executor = executor
         self._default_namespace = default_namespace
+        self._zombie_window = zombie_window
 
     # Start, resume
 
@@ -207,11 +218,17 @@ class WorkflowService:
             raise InvalidInput(f"Cancellation not allowed. Workflow {workflow_id} is {workflow.status}")
         if workflow.status == WorkflowStatus.CANCELLED:
             return
-        self._executor.cancel(workflow, reason)
+        try:
+            self._executor.cancel(workflow, reason)
+        except NotFound:
+            # No execution (a crash before the start, or it vanished): nothing runs, so the
+            # record is cancelled as asked.
+            log.info("cancel of workflow %s: the backend has no execution for it", workflow_id)
         report = self._executor.report(workflow, include_jobs=True)
 
         def record(current: Workflow) -> None:
-            self._apply_report(current, report)
+            if report.found:
+                self._apply_report(current, report)
             if current.status != WorkflowStatus.CANCELLED and is_terminal(current.status):
                 return
             current.status = WorkflowStatus.CANCELLED
@@ -268,11 +285,14 @@ class WorkflowService:
 
     def _apply_report(self, workflow: Workflow, report: ExecutionReport) -> None:
         if not report.found:
-            if workflow.status == WorkflowStatus.QUEUED and (
-                workflow.last_updated is not None and utc_now() - workflow.last_updated > ZOMBIE_WINDOW
+            if (
+                not is_terminal(workflow.status)
+                and workflow.last_updated is not None
+                and utc_now() - workflow.last_updated > self._zombie_window
             ):
                 workflow.status = WorkflowStatus.FAILED
-                workflow.status_reason = "execution not found"
+                workflow.status_reason = EXECUTION_GONE_REASON
+                workflow.stopped_at = workflow.stopped_at or utc_now()
             return
         if report.jobs is not None:
             workflow.jobs = jobs_after_report(workflow.jobs, report.jobs)
