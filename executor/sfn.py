@@ -169,19 +169,30 @@ class StepFunctionsExecutor:
         """Creates the state machine (and its activities) when missing, then the execution. No
         jobs are returned: they appear in the execution history as it runs."""
         state_machine_arn = self._describe_or_create_state_machine(workflow)
+        execution_input = inputs.execution_input(workflow.input, workflow.id)
         try:
             self._sfn.start_execution(
-                stateMachineArn=state_machine_arn,
-                name=workflow.id,
-                input=inputs.execution_input(workflow.input, workflow.id),
+                stateMachineArn=state_machine_arn, name=workflow.id, input=execution_input
             )
         except ClientError as err:
             if aws_errors.error_code(err) == "ExecutionAlreadyExists":
+                if self._is_our_execution(workflow, execution_input):
+                    # A retried StartExecution (botocore's, after a timeout) that arrives when the
+                    # first one's execution has finished: that execution is this workflow's.
+                    return StartedExecution()
                 raise Conflict(f"an execution named {workflow.id} already exists") from err
             raise translate_aws_error(err, "StartExecution") from err
         except BotoCoreError as err:
             raise translate_aws_error(err, "StartExecution") from err
         return StartedExecution()
+
+    def _is_our_execution(self, workflow: Workflow, execution_input: str) -> bool:
+        """Whether the execution named after the workflow ran on its state machine with its input."""
+        try:
+            execution = self._sfn.describe_execution(executionArn=self.execution_arn(workflow))
+        except (ClientError, BotoCoreError):
+            return False
+        return execution.get("input") == execution_input
 
     def cancel(self, workflow: Workflow, reason: str) -> None:
         try:

@@ -29,7 +29,7 @@ from executor.sfn import StepFunctionsExecutor
 from tests.conftest import FIXTURES, wait_for
 from workflow_manager.config import EMULATOR_ACCOUNT_ID
 from workflow_manager.domain.aws import EXECUTION_NAME_KEY
-from workflow_manager.domain.errors import BackendUnavailable, InvalidInput, NotFound
+from workflow_manager.domain.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
 from workflow_manager.domain.models import (
     JobStatus,
     Manager,
@@ -319,3 +319,27 @@ def test_a_start_the_backend_refuses_for_the_callers_input_is_invalid_input_and_
 
     assert workflow == before
     assert backend.executor.report(workflow).found is False
+
+
+# Step Functions only: a retried StartExecution
+
+
+def test_a_start_retried_after_the_execution_finished_is_the_same_execution(sfn_executor):
+    backend = step_functions_backend(sfn_executor)
+    workflow = backend.workflow(backend.runnable)
+    backend.start(workflow)
+    assert backend.terminal_report(workflow).status == WorkflowStatus.SUCCEEDED
+    # botocore retries StartExecution after a read timeout; when the retry lands after the
+    # execution finished, AWS answers ExecutionAlreadyExists. Same name, same input: it is ours.
+    assert sfn_executor.start(workflow).jobs == []
+    assert backend.report(workflow).status == WorkflowStatus.SUCCEEDED
+
+
+def test_a_start_whose_name_an_execution_with_another_input_holds_is_a_conflict(sfn_executor):
+    backend = step_functions_backend(sfn_executor)
+    workflow = backend.workflow(backend.runnable)
+    backend.start(workflow)
+    backend.terminal_report(workflow)
+    workflow.input = json.dumps({"other": "input"})
+    with pytest.raises(Conflict, match=f"an execution named {workflow.id} already exists"):
+        sfn_executor.start(workflow)
