@@ -438,6 +438,32 @@ def test_resume_from_the_failed_state_succeeds_once_the_cause_is_fixed(api, tmp_
     assert json.loads(finished["jobs"][0]["output"])["checked"]["content"] == "fixed by hand"
 
 
+def test_concurrent_resumes_start_exactly_one_retry(api):
+    from concurrent.futures import ThreadPoolExecutor
+
+    definition = post_definition(api, "resumable.json")
+    started = start(api, definition["name"], {"path": "/nonexistent/never"})
+    api.wait_for_status(started["id"], TERMINAL)
+
+    def resume(_):
+        return Api(api.base_url).post(f"/workflows/{started['id']}", {"StartAt": "check"})
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        responses = list(pool.map(resume, range(5)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 409, 409, 409, 409], [r.text for r in responses]
+    retry_id = next(r.json()["id"] for r in responses if r.status_code == 200)
+    assert api.get(f"/workflows/{started['id']}").json()["retries"] == [retry_id]
+    for refused in (r for r in responses if r.status_code == 409):
+        assert refused.json()["message"] == (
+            f"Cannot resume workflow {started['id']} because it has active descendants"
+        )
+    # Only the one retry was ever recorded for the definition: the losers left no record behind.
+    listed = api.get(f"/workflows?workflowDefinitionName={definition['name']}&limit=100").json()
+    assert sorted(w["id"] for w in listed) == sorted([started["id"], retry_id])
+    api.wait_for_status(retry_id, TERMINAL)
+
+
 def test_resume_errors(api):
     assert_error(api.post(f"/workflows/{uuid.uuid4()}", {"StartAt": "x"}), 404)
     definition = post_definition(api, "long-task.json")

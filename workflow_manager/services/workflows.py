@@ -111,11 +111,19 @@ class WorkflowService:
         self._save_and_start(workflow)
         return workflow
 
-    def _save_and_start(self, workflow: Workflow) -> None:
+    def _save_and_start(self, workflow: Workflow, claim: Callable[[], None] | None = None) -> None:
         """Save, then start. When the start fails before anything ran, the record is deleted; when
         an executor had already submitted work (Batch jobs, terminated again), the workflow is
-        kept as failed with the reason, so nothing ever ran unknown to the service."""
+        kept as failed with the reason, so nothing ever ran unknown to the service. `claim` runs
+        between the save and the start (a resume links itself to the original there); when it
+        raises, the saved record is deleted and nothing starts."""
         self._store.save_workflow(workflow)
+        if claim is not None:
+            try:
+                claim()
+            except BaseException:
+                self._delete_stray(workflow)
+                raise
         try:
             started = self._executor.start(workflow)
         except StartAbandoned as abandoned:
@@ -172,13 +180,39 @@ class WorkflowService:
             tags=dict(original.tags),
             retry_for=original.id,
         )
-        self._save_and_start(retry)
 
-        def link(workflow: Workflow) -> None:
-            workflow.retries.append(retry.id)
+        def link(current: Workflow) -> None:
+            # The claim: one conditional write (the store's revision check) that links the retry,
+            # made only while no other retry of this workflow is active. Of concurrent resumes the
+            # first to write wins; the others re-read, see its retry and get 409. The retry is saved
+            # before it is linked, so a linked retry always has a record (a crash in between
+            # leaves a queued record without an execution, which the updater fails).
+            self._check_no_active_descendants(current)
+            current.retries.append(retry.id)
 
-        self._mutate_workflow(original.id, link)
+        try:
+            self._save_and_start(retry, claim=lambda: self._mutate_workflow(original.id, link))
+        except BaseException:
+            self._unlink_if_gone(original.id, retry.id)
+            raise
         return retry
+
+    def _unlink_if_gone(self, workflow_id: str, retry_id: str) -> None:
+        """After a failed resume: a retry whose record was deleted (nothing ran) is no retry."""
+        try:
+            self._store.get_workflow(retry_id)
+            return  # kept (failed, with the reason): the link is true
+        except NotFound:
+            pass
+
+        def unlink(current: Workflow) -> None:
+            if retry_id in current.retries:
+                current.retries.remove(retry_id)
+
+        try:
+            self._mutate_workflow(workflow_id, unlink)
+        except WorkflowManagerError:
+            log.exception("could not unlink the failed retry %s from workflow %s", retry_id, workflow_id)
 
     def _check_no_active_descendants(self, workflow: Workflow) -> None:
         pending = list(workflow.retries)
