@@ -402,6 +402,65 @@ def test_cancel_errors(api):
     )
 
 
+# Idempotency-Key (CONTRACT 9.2)
+
+
+def test_the_same_idempotency_key_and_body_return_the_first_workflow(api):
+    definition = post_definition(api, "pass-only.json")
+    key = unique("key")
+    body = {"workflowDefinition": {"name": definition["name"]}, "input": {"n": 1}}
+    first = api.post("/workflows", body, headers={"Idempotency-Key": key})
+    again = api.post("/jobs", body, headers={"Idempotency-Key": key})
+    assert (first.status_code, again.status_code) == (200, 200), (first.text, again.text)
+    assert again.json()["id"] == first.json()["id"]
+    other = api.post("/workflows", {**body, "input": {"n": 2}}, headers={"Idempotency-Key": key})
+    assert_error(
+        other,
+        409,
+        f"Idempotency-Key '{key}' was used for another request, which started workflow {first.json()['id']}",
+    )
+    without_key = start(api, definition["name"], {"n": 1})
+    assert without_key["id"] != first.json()["id"]
+    listed = api.get(f"/workflows?workflowDefinitionName={definition['name']}").json()
+    assert sorted(w["id"] for w in listed) == sorted([first.json()["id"], without_key["id"]])
+
+
+def test_an_idempotency_key_over_255_characters_is_400_and_starts_nothing(api):
+    definition = post_definition(api, "pass-only.json")
+    response = api.post(
+        "/workflows",
+        {"workflowDefinition": {"name": definition["name"]}},
+        headers={"Idempotency-Key": "k" * 256},
+    )
+    assert_error(response, 400)
+    assert api.get(f"/workflows?workflowDefinitionName={definition['name']}").json() == []
+
+
+def test_100_concurrent_starts_with_20_repeated_keys_start_80_workflows_that_all_finish(api):
+    from concurrent.futures import ThreadPoolExecutor
+
+    definition = post_definition(api, "pass-only.json")
+    keys = [unique("key") for _ in range(80)]
+    requests_keys = keys + keys[:20]  # 20 keys sent twice
+
+    def send(key):
+        body = {"workflowDefinition": {"name": definition["name"]}, "input": {"key": key}}
+        return key, Api(api.base_url).post("/workflows", body, headers={"Idempotency-Key": key})
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(send, requests_keys))
+    assert [r.status_code for _, r in results if r.status_code != 200] == []
+    ids_by_key: dict[str, set[str]] = {}
+    for key, response in results:
+        ids_by_key.setdefault(key, set()).add(response.json()["id"])
+    assert all(len(ids) == 1 for ids in ids_by_key.values())
+    listed = api.get(f"/workflows?workflowDefinitionName={definition['name']}&limit=1000").json()
+    assert len(listed) == 80
+    assert {w["id"] for w in listed} == {next(iter(ids)) for ids in ids_by_key.values()}
+    for workflow in listed:
+        assert api.wait_for_status(workflow["id"], TERMINAL, timeout=60)["status"] == "succeeded"
+
+
 # Resume and resolve
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from connexion import request
+
 from store.interface import WorkflowQuery
 from workflow_manager.api.auth import current_principal
 from workflow_manager.domain import schemas
@@ -36,7 +38,7 @@ def _definition_draft(body: dict[str, Any]) -> DefinitionDraft:
     )
 
 
-def _start_request(body: dict[str, Any]) -> StartRequest:
+def _start_request(body: dict[str, Any], idempotency_key: str | None = None) -> StartRequest:
     ref = body.get("workflowDefinition")
     ref = ref if isinstance(ref, dict) else {}
     return StartRequest(
@@ -46,6 +48,7 @@ def _start_request(body: dict[str, Any]) -> StartRequest:
         queue=body.get("queue") or "",
         input=body.get("input"),
         tags=body.get("tags"),
+        idempotency_key=idempotency_key,
     )
 
 
@@ -104,7 +107,10 @@ class Handlers:
     # Workflows
 
     def start_workflow(self, body=None):
-        workflow = self._workflows.start(_start_request(_required_body(body)), current_principal())
+        # A header parameter (validated by the spec, 1-255 characters); Connexion passes handlers
+        # only path, query and body parameters.
+        key = request.headers.get("Idempotency-Key")
+        workflow = self._workflows.start(_start_request(_required_body(body), key), current_principal())
         return schemas.dump_workflow(workflow), 200
 
     def start_job(self, body=None):

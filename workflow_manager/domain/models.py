@@ -71,6 +71,16 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+# The namespace of the ids of workflows started with an Idempotency-Key (a fixed, random UUID).
+IDEMPOTENT_ID_NAMESPACE = uuid.UUID("5b0d2c1e-7a43-4c8e-9f0a-3f1d2e6b8a47")
+
+
+def idempotent_workflow_id(caller: str, idempotency_key: str) -> str:
+    """The id of the workflow a caller's Idempotency-Key starts: the same for every repeat, so the
+    store's conditional save of a new id is what lets one request of many start it."""
+    return str(uuid.uuid5(IDEMPOTENT_ID_NAMESPACE, f"{caller}\n{idempotency_key}"))
+
+
 @dataclass
 class StateResource:
     name: str

@@ -32,6 +32,7 @@ from workflow_manager.domain.models import (
     Job,
     Workflow,
     WorkflowStatus,
+    idempotent_workflow_id,
     new_id,
     utc_now,
 )
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 # record's last update, so a running workflow whose execution vanished long after it was last seen
 # (deleted, or an emulator restarted) is failed at its next check.
 ZOMBIE_WINDOW = timedelta(minutes=5)
+# How long an Idempotency-Key returns the workflow it started (CONTRACT 9.2).
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
 EXECUTION_GONE_REASON = "execution not found: the backend has no execution for this workflow"
 # Attempts of a read-modify-write before a concurrent-update conflict reaches the caller.
 MUTATE_ATTEMPTS = 5
@@ -69,6 +72,7 @@ class StartRequest:
     queue: str = ""
     input: Any = None
     tags: Any = None
+    idempotency_key: str | None = None
 
 
 class WorkflowService:
@@ -108,8 +112,45 @@ class WorkflowService:
             input=inputs.input_text(request.input),
             tags=tags,
         )
-        self._save_and_start(workflow)
-        return workflow
+        if not request.idempotency_key:
+            self._save_and_start(workflow)
+            return workflow
+        return self._start_once(workflow, actor.name, request.idempotency_key)
+
+    def _start_once(self, workflow: Workflow, caller: str, key: str) -> Workflow:
+        """Start the workflow an Idempotency-Key names, or return the one it already started. The
+        id comes from the key, so of concurrent repeats exactly one save succeeds."""
+        workflow.id = idempotent_workflow_id(caller, key)
+        try:
+            existing = self._store.get_workflow(workflow.id)
+        except NotFound:
+            try:
+                self._save_and_start(workflow)
+                return workflow
+            except Conflict:
+                try:  # a concurrent repeat saved it first; or the start itself conflicted
+                    existing = self._store.get_workflow(workflow.id)
+                except NotFound:
+                    raise
+        return self._repeat_of(existing, workflow, key)
+
+    @staticmethod
+    def _repeat_of(existing: Workflow, requested: Workflow, key: str) -> Workflow:
+        same_request = (
+            existing.workflow_definition.name == requested.workflow_definition.name
+            and existing.workflow_definition.version == requested.workflow_definition.version
+            and (existing.namespace, existing.queue, existing.input, existing.tags)
+            == (requested.namespace, requested.queue, requested.input, requested.tags)
+        )
+        if not same_request:
+            raise Conflict(
+                f"Idempotency-Key '{key}' was used for another request, which started workflow {existing.id}"
+            )
+        if existing.created_at is not None and utc_now() - existing.created_at > IDEMPOTENCY_WINDOW:
+            raise Conflict(
+                f"Idempotency-Key '{key}' started workflow {existing.id} more than 24 hours ago; use a new key"
+            )
+        return existing
 
     def _save_and_start(self, workflow: Workflow, claim: Callable[[], None] | None = None) -> None:
         """Save, then start. When the start fails before anything ran, the record is deleted; when
