@@ -8,6 +8,7 @@ emulator's GetActivityTask wait are shortened through parameters to keep the fil
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -28,9 +29,11 @@ from executor.activity_worker.poller import ActivityWorker, ensure_activity, pol
 from executor.activity_worker.pool import load_worker_specs, start_workers_from_file
 from executor.activity_worker.runner import (
     LOGGED_CAUSE_LENGTH,
+    MAX_ARG_STRLEN,
     CancelEvent,
     TaskOutcome,
     TaskOutput,
+    fits_in_one_argument,
     run_task,
     task_environment,
     truncate_utf8,
@@ -122,6 +125,59 @@ def test_work_directory_gives_a_fresh_work_dir_removed_afterwards(tmp_path: Path
     assert not Path(report["work_dir"]).exists()
 
 
+def _input_of_size(size: int) -> dict[str, Any]:
+    """A task input whose serialisation is about `size` bytes, with multi-byte characters."""
+    return {"_EXECUTION_NAME": "wf-123", "blob": "é" * (size // 2)}
+
+
+def _sha256_of_command_input(task_input: dict[str, Any]) -> str:
+    # As the runner re-serialises it (sfncli's Go encoding/json: compact, sorted keys, UTF-8 kept).
+    text = json.dumps(task_input, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def test_input_too_long_for_one_argument_reaches_the_command_on_stdin_and_in_a_private_file():
+    task_input = _input_of_size(200 * 1024)
+    assert not fits_in_one_argument(json.dumps(task_input, ensure_ascii=False))
+
+    outcome = run_task([*script("report_input.py"), "first"], json.dumps(task_input))
+
+    assert outcome.succeeded, outcome.cause
+    report = json.loads(outcome.output)
+    expected = _sha256_of_command_input(task_input)
+    # Not passed as an argument (execve would refuse it): the command's own arguments only.
+    assert report["argv_sha256"] == [hashlib.sha256(b"first").hexdigest()]
+    assert report["stdin_sha256"] == report["file_sha256"] == expected
+    assert report["file_mode"] == 0o600
+    assert not Path(report["file_path"]).exists()
+
+
+def test_input_that_fits_is_the_last_argument_and_also_on_stdin_and_in_the_file():
+    task_input = _input_of_size(1024)
+
+    outcome = run_task(script("report_input.py"), json.dumps(task_input))
+
+    assert outcome.succeeded, outcome.cause
+    report = json.loads(outcome.output)
+    expected = _sha256_of_command_input(task_input)
+    assert report["argv_sha256"] == [expected]
+    assert report["stdin_sha256"] == report["file_sha256"] == expected
+
+
+def test_command_that_never_reads_a_large_stdin_is_not_blocked_by_it():
+    # 200 KiB is more than a pipe holds: the runner's write blocks until the command exits.
+    outcome = run_task(script("stdout_parsing.sh"), json.dumps(_input_of_size(200 * 1024)))
+
+    assert outcome.succeeded, outcome.cause
+
+
+def test_one_argument_limit_is_linux_max_arg_strlen_with_its_nul():
+    assert MAX_ARG_STRLEN == 131_072
+    assert fits_in_one_argument("x" * (MAX_ARG_STRLEN - 1))
+    assert not fits_in_one_argument("x" * MAX_ARG_STRLEN)
+    assert not fits_in_one_argument("é" * (MAX_ARG_STRLEN // 2))  # two bytes each
+
+
 @pytest.fixture
 def worker_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Secrets in this process's environment, beside HOME and a UTF-8 LANG (see
@@ -156,7 +212,15 @@ def test_command_sees_a_clean_environment_without_the_workers_secrets(worker_sec
 
     assert outcome.succeeded, outcome.cause
     seen = json.loads(outcome.output)["environment"]
-    assert set(seen) == {"PATH", "HOME", "LANG", "_EXECUTION_NAME", "EXTRA", "WORK_DIR"}
+    assert set(seen) == {
+        "PATH",
+        "HOME",
+        "LANG",
+        "_EXECUTION_NAME",
+        "EXTRA",
+        "WORK_DIR",
+        "WFM_TASK_INPUT_FILE",
+    }
     assert {name: seen[name] for name in ("PATH", "HOME", "LANG", "_EXECUTION_NAME", "EXTRA")} == {
         "PATH": os.environ["PATH"],
         "HOME": "/home/worker",
@@ -533,6 +597,20 @@ def test_execution_succeeds_with_the_command_output(sfn: Any):
     assert _events(sfn, execution_arn, "ActivityStarted")[0]["activityStartedEventDetails"]["workerName"] == (
         "test-worker"
     )
+
+
+def test_execution_with_an_input_too_long_for_one_argument_succeeds(sfn: Any):
+    activity_arn = ensure_activity(sfn, _unique("large"))
+    execution_arn = _start(sfn, _activity_machine(sfn, activity_arn), blob="é" * (100 * 1024))
+
+    with RunningWorker(sfn, activity_arn, script("report_input.py")):
+        described = _finished(sfn, execution_arn)
+
+    assert described["status"] == "SUCCEEDED", described
+    report = json.loads(described["output"])
+    assert report["argv_sha256"] == []
+    task_input = {"_EXECUTION_NAME": execution_arn.rsplit(":", 1)[1], "blob": "é" * (100 * 1024)}
+    assert report["stdin_sha256"] == report["file_sha256"] == _sha256_of_command_input(task_input)
 
 
 def test_worker_given_an_activity_name_creates_the_activity(sfn: Any):
