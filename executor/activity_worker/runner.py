@@ -174,9 +174,9 @@ class TaskOutcome:
 
 
 class CancelEvent(threading.Event):
-    """A task's cancellation: set it and the runner sends SIGTERM to the command, then SIGKILL after
-    `grace_seconds` (the runner's `sigterm_grace_seconds` when None). A plain `threading.Event`
-    works too."""
+    """A task's cancellation: set it and the runner sends SIGTERM to the command's process group,
+    then SIGKILL after `grace_seconds` (the runner's `sigterm_grace_seconds` when None). A plain
+    `threading.Event` works too."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -325,7 +325,7 @@ def run_task(
     The command's environment is `task_environment(extra_env, ...)`; its output goes where `output`
     says besides the ring buffers.
 
-    When `cancel_event` is set the command gets SIGTERM, and SIGKILL (its whole process group)
+    When `cancel_event` is set the command's process group gets SIGTERM, and SIGKILL
     `sigterm_grace_seconds` later (or the event's own `grace_seconds`, see `CancelEvent`); the
     outcome is then `sfncli.CommandTerminated` unless the command printed its own error.
     """
@@ -454,8 +454,10 @@ def _run_process(
             cancelled = True
             grace = getattr(cancel_event, "grace_seconds", None)
             grace = sigterm_grace_seconds if grace is None else grace
-            log.info("task cancelled: SIGTERM to pid %d, SIGKILL in %.1f s", process.pid, grace)
-            _send_signal(process, signal.SIGTERM)
+            log.info("task cancelled: SIGTERM to process group %d, SIGKILL in %.1f s", process.pid, grace)
+            # To the whole group: a shell waits for its foreground child before running its trap,
+            # so SIGTERM to the shell alone would let the child's work run on to the SIGKILL.
+            _send_signal(process, signal.SIGTERM, group=True)
             kill_at = time.monotonic() + grace
         if kill_at is not None and time.monotonic() >= kill_at:
             log.warning("task did not stop within its grace period: SIGKILL to pid %d", process.pid)
