@@ -67,8 +67,11 @@ class StepFunctionsExecutor:
         account_id: str | Callable[[], str],
         role_arn: str,
         lookup_state_resource: Callable[[str, str], StateResource | None],
+        activity_heartbeat_seconds: int | None = sfn_naming.DEFAULT_ACTIVITY_HEARTBEAT_SECONDS,
     ):
         self._sfn = sfn_client
+        # The HeartbeatSeconds given to activity Tasks that set none (sfn_naming.resolve_state_machine).
+        self._activity_heartbeat_seconds = activity_heartbeat_seconds
         self._region = region
         self._account_id = account_id
         self._role_arn = role_arn
@@ -124,6 +127,7 @@ class StepFunctionsExecutor:
             self._region,
             self.account_id,
             self._lookup_state_resource,
+            activity_heartbeat_seconds=self._activity_heartbeat_seconds,
         )
         tags = sfn_naming.state_machine_tags(
             workflow.namespace,

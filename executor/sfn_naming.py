@@ -18,6 +18,9 @@ Constraints and pitfalls that shaped this module:
 - The default retrier is added to Task states only, but at every depth (inside Parallel branches and
   Map iterators too); the reference added it to top-level states only and gave every top-level state a
   `Retry`, which Step Functions rejects on Choice, Pass, Wait, Succeed and Fail states.
+- Step Functions gives a Task no heartbeat bound by default, so an activity task whose worker died
+  would wait years (TimeoutSeconds defaults to 99,999,999 s): activity Task states that set no bound
+  of their own get DEFAULT_ACTIVITY_HEARTBEAT_SECONDS (configurable).
 - JSONata states (`QueryLanguage: JSONata`, on the state or inherited from the top level) have no
   `Parameters`: a glue or batch Task gets its fields in `Arguments` instead, and a JSONata Map state
   is not given `_EXECUTION_NAME` (it has no `.$` paths); its iterations must select it themselves.
@@ -66,6 +69,14 @@ DEFAULT_RETRIER: dict[str, Any] = {
     "MaxAttempts": 10,
     "BackoffRate": 1.0,
 }
+
+# Given to activity Task states that set no HeartbeatSeconds(Path), so that a task whose worker died
+# fails with States.Timeout (and is retried or caught) within minutes; without it, it waits for
+# TimeoutSeconds, whose default is 99,999,999 s (over three years). 300 s is 60 beats of our worker
+# (activity_worker.poller.HEARTBEAT_SECONDS, 5 s) and 15 of sfncli's (20 s), so a slow network or a
+# throttled SendTaskHeartbeat does not fail a live task. A worker that never heartbeats fails after
+# it: set `activity_heartbeat_seconds` (WFM_ACTIVITY_HEARTBEAT_SECONDS) to 0 to add none.
+DEFAULT_ACTIVITY_HEARTBEAT_SECONDS = 300
 
 # Optimised service integrations (Step Functions developer guide, "Run a Job (.sync)").
 GLUE_START_JOB_RUN_SYNC = "arn:aws:states:::glue:startJobRun.sync"
@@ -206,9 +217,15 @@ def resolve_state_machine(
     account: str,
     lookup_state_resource: Callable[[str, str], StateResource | None],
     job_queue: str | None = None,
+    activity_heartbeat_seconds: int | None = DEFAULT_ACTIVITY_HEARTBEAT_SECONDS,
 ) -> dict[str, Any]:
     """A deep copy of `state_machine` ready for CreateStateMachine: every Task `Resource` resolved
-    (contract 6), Map states forwarding `_EXECUTION_NAME`, and the default retrier on Task states.
+    (contract 6), Map states forwarding `_EXECUTION_NAME`, the default retrier on Task states, and
+    `HeartbeatSeconds: activity_heartbeat_seconds` on activity Task states that set neither
+    `HeartbeatSeconds` nor `HeartbeatSecondsPath` (None or 0: none added). Step Functions requires
+    HeartbeatSeconds below TimeoutSeconds, so a state whose TimeoutSeconds is not above it already has
+    a bound and gets none, nor does one with `TimeoutSecondsPath` or a JSONata TimeoutSeconds (its
+    value is not known before it runs). Lambda, Glue, Batch and other integrations get none.
 
     Task `Resource` resolution, first match wins:
 
@@ -231,7 +248,9 @@ def resolve_state_machine(
     Functions would reject.
     """
     resolved = copy.deepcopy(state_machine)
-    context = _Context(namespace, region, account, lookup_state_resource, job_queue)
+    context = _Context(
+        namespace, region, account, lookup_state_resource, job_queue, activity_heartbeat_seconds
+    )
     # The walker checks the top level's shape before its QueryLanguage is read.
     states = states_of(resolved)
     _resolve_states(states, context, _query_language(resolved, "JSONPath"))
@@ -244,6 +263,7 @@ class _Context(NamedTuple):
     account: str
     lookup: Callable[[str, str], StateResource | None]
     job_queue: str | None
+    activity_heartbeat_seconds: int | None
 
 
 def _query_language(node: dict[str, Any], inherited: str) -> str:
@@ -259,6 +279,7 @@ def _resolve_states(states: dict[str, Any], context: _Context, inherited_languag
         if state_type == "Task":
             _resolve_task(state_name, state, context, language)
             _add_default_retrier(state)
+            _add_default_heartbeat(state, context.activity_heartbeat_seconds)
         # Parallel branches and Map iterators inherit the state's query language.
         for nested in nested_state_machines(state_name, state):
             _resolve_states(states_of(nested), context, language)
@@ -365,6 +386,18 @@ def _add_default_retrier(state: dict[str, Any]) -> None:
             state["Retry"] = retriers
             return
     state["Retry"] = [copy.deepcopy(DEFAULT_RETRIER), *retriers]
+
+
+def _add_default_heartbeat(state: dict[str, Any], heartbeat_seconds: int | None) -> None:
+    resource = state.get("Resource")
+    if not heartbeat_seconds or not isinstance(resource, str) or not _ACTIVITY_ARN.fullmatch(resource):
+        return
+    if "HeartbeatSeconds" in state or "HeartbeatSecondsPath" in state or "TimeoutSecondsPath" in state:
+        return
+    timeout = state.get("TimeoutSeconds")
+    if timeout is not None and (not isinstance(timeout, int) or timeout <= heartbeat_seconds):
+        return
+    state["HeartbeatSeconds"] = heartbeat_seconds
 
 
 # Activities

@@ -170,3 +170,11 @@ def test_deny_by_default_refuses_to_serve_without_tokens_unless_told(environ, re
 def test_auth_off_serves_without_tokens_even_in_embedded_mode():
     assert Config.from_env({"WFM_AUTH": "off"}).auth_enabled is False
     assert Config.from_env({}).auth_enabled is False
+
+
+def test_activity_heartbeat_seconds_defaults_to_the_executors_and_is_read_from_the_environment():
+    from executor.sfn_naming import DEFAULT_ACTIVITY_HEARTBEAT_SECONDS
+
+    assert Config().activity_heartbeat_seconds == DEFAULT_ACTIVITY_HEARTBEAT_SECONDS
+    assert Config.from_env({"WFM_ACTIVITY_HEARTBEAT_SECONDS": "60"}).activity_heartbeat_seconds == 60
+    assert Config.from_env({"WFM_ACTIVITY_HEARTBEAT_SECONDS": "0"}).activity_heartbeat_seconds == 0

@@ -13,6 +13,7 @@ import pytest
 
 from executor import sfn_naming
 from executor.sfn_naming import (
+    DEFAULT_ACTIVITY_HEARTBEAT_SECONDS,
     DEFAULT_RETRIER,
     StateMachineNameParts,
     activity_arn,
@@ -359,6 +360,84 @@ def test_default_retrier_is_not_shared_between_states():
 
 
 # Copying
+
+
+# Default HeartbeatSeconds on activity tasks
+
+
+def _activity_state_resource(namespace: str, name: str) -> StateResource | None:
+    if name != "external":
+        return None
+    return StateResource(
+        name=name, namespace=namespace, uri="team--worker", type=StateResourceType.ACTIVITY_ARN
+    )
+
+
+@pytest.mark.parametrize(
+    "resource, lookup",
+    [
+        ("plain-activity", no_state_resources),
+        (f"arn:aws:states:{REGION}:{ACCOUNT}:activity:other--worker", no_state_resources),
+        ("external", _activity_state_resource),
+    ],
+)
+def test_activity_task_without_heartbeat_gets_the_default_heartbeat_seconds(resource, lookup):
+    state = resolved_task(resource, lookup)
+    assert state["Resource"].split(":")[5] == "activity"
+    assert state["HeartbeatSeconds"] == DEFAULT_ACTIVITY_HEARTBEAT_SECONDS == 300
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "lambda:fn",
+        "glue:job",
+        "batch:job-definition",
+        "arn:aws:states:::ecs:runTask.sync",
+        f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:fn",
+    ],
+)
+def test_tasks_other_than_activities_get_no_heartbeat_seconds(resource):
+    assert "HeartbeatSeconds" not in resolved_task(resource)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"HeartbeatSeconds": 30},
+        {"HeartbeatSecondsPath": "$.heartbeat"},
+        {"TimeoutSeconds": 300},  # HeartbeatSeconds must be below it; the timeout is the bound
+        {"TimeoutSeconds": 60},
+        {"TimeoutSecondsPath": "$.timeout"},
+    ],
+)
+def test_activity_task_keeps_its_own_heartbeat_or_timeout_bound(fields):
+    state = resolved_task("plain-activity", **fields)
+    bounds = ("HeartbeatSeconds", "HeartbeatSecondsPath", "TimeoutSeconds", "TimeoutSecondsPath")
+    assert {key: state[key] for key in bounds if key in state} == fields
+
+
+def test_activity_task_with_a_longer_timeout_also_gets_the_default_heartbeat():
+    assert resolved_task("plain-activity", TimeoutSeconds=3600)["HeartbeatSeconds"] == 300
+
+
+def test_default_heartbeat_is_configurable_and_zero_or_none_adds_none():
+    machine = task("plain-activity")
+    assert resolve(machine, activity_heartbeat_seconds=60)["States"]["s"]["HeartbeatSeconds"] == 60
+    assert "HeartbeatSeconds" not in resolve(machine, activity_heartbeat_seconds=0)["States"]["s"]
+    assert "HeartbeatSeconds" not in resolve(machine, activity_heartbeat_seconds=None)["States"]["s"]
+
+
+def test_default_heartbeat_is_added_at_every_depth():
+    states = resolve(load("retriers.json"))["States"]
+    assert states["map"]["Iterator"]["States"]["inner"]["HeartbeatSeconds"] == 300
+    branches = resolve(load("kitchensink.json"))["States"]["parallel-state"]["Branches"]
+    inner = [state for branch in branches for state in branch["States"].values() if state["Type"] == "Task"]
+    assert inner and all(
+        state.get("HeartbeatSeconds") == 300
+        for state in inner
+        if state["Resource"].split(":")[5] == "activity"
+    )
 
 
 def test_input_definition_is_not_mutated():

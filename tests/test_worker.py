@@ -8,6 +8,7 @@ emulator's GetActivityTask wait are shortened through parameters to keep the fil
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,13 +26,21 @@ import boto3
 import pytest
 
 from executor.activity_worker.command import add_worker_arguments, task_command_environment
-from executor.activity_worker.poller import ActivityWorker, ensure_activity, polled_activity_name
+from executor.activity_worker.poller import (
+    HEARTBEAT_LOSS_GRACE_SECONDS,
+    HEARTBEAT_SECONDS,
+    ActivityWorker,
+    ensure_activity,
+    polled_activity_name,
+)
 from executor.activity_worker.pool import load_worker_specs, start_workers_from_file
 from executor.activity_worker.runner import (
     LOGGED_CAUSE_LENGTH,
+    MAX_ARG_STRLEN,
     CancelEvent,
     TaskOutcome,
     TaskOutput,
+    fits_in_one_argument,
     run_task,
     task_environment,
     truncate_utf8,
@@ -122,6 +132,59 @@ def test_work_directory_gives_a_fresh_work_dir_removed_afterwards(tmp_path: Path
     assert not Path(report["work_dir"]).exists()
 
 
+def _input_of_size(size: int) -> dict[str, Any]:
+    """A task input whose serialisation is about `size` bytes, with multi-byte characters."""
+    return {"_EXECUTION_NAME": "wf-123", "blob": "é" * (size // 2)}
+
+
+def _sha256_of_command_input(task_input: dict[str, Any]) -> str:
+    # As the runner re-serialises it (sfncli's Go encoding/json: compact, sorted keys, UTF-8 kept).
+    text = json.dumps(task_input, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def test_input_too_long_for_one_argument_reaches_the_command_on_stdin_and_in_a_private_file():
+    task_input = _input_of_size(200 * 1024)
+    assert not fits_in_one_argument(json.dumps(task_input, ensure_ascii=False))
+
+    outcome = run_task([*script("report_input.py"), "first"], json.dumps(task_input))
+
+    assert outcome.succeeded, outcome.cause
+    report = json.loads(outcome.output)
+    expected = _sha256_of_command_input(task_input)
+    # Not passed as an argument (execve would refuse it): the command's own arguments only.
+    assert report["argv_sha256"] == [hashlib.sha256(b"first").hexdigest()]
+    assert report["stdin_sha256"] == report["file_sha256"] == expected
+    assert report["file_mode"] == 0o600
+    assert not Path(report["file_path"]).exists()
+
+
+def test_input_that_fits_is_the_last_argument_and_also_on_stdin_and_in_the_file():
+    task_input = _input_of_size(1024)
+
+    outcome = run_task(script("report_input.py"), json.dumps(task_input))
+
+    assert outcome.succeeded, outcome.cause
+    report = json.loads(outcome.output)
+    expected = _sha256_of_command_input(task_input)
+    assert report["argv_sha256"] == [expected]
+    assert report["stdin_sha256"] == report["file_sha256"] == expected
+
+
+def test_command_that_never_reads_a_large_stdin_is_not_blocked_by_it():
+    # 200 KiB is more than a pipe holds: the runner's write blocks until the command exits.
+    outcome = run_task(script("stdout_parsing.sh"), json.dumps(_input_of_size(200 * 1024)))
+
+    assert outcome.succeeded, outcome.cause
+
+
+def test_one_argument_limit_is_linux_max_arg_strlen_with_its_nul():
+    assert MAX_ARG_STRLEN == 131_072
+    assert fits_in_one_argument("x" * (MAX_ARG_STRLEN - 1))
+    assert not fits_in_one_argument("x" * MAX_ARG_STRLEN)
+    assert not fits_in_one_argument("é" * (MAX_ARG_STRLEN // 2))  # two bytes each
+
+
 @pytest.fixture
 def worker_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Secrets in this process's environment, beside HOME and a UTF-8 LANG (see
@@ -156,7 +219,15 @@ def test_command_sees_a_clean_environment_without_the_workers_secrets(worker_sec
 
     assert outcome.succeeded, outcome.cause
     seen = json.loads(outcome.output)["environment"]
-    assert set(seen) == {"PATH", "HOME", "LANG", "_EXECUTION_NAME", "EXTRA", "WORK_DIR"}
+    assert set(seen) == {
+        "PATH",
+        "HOME",
+        "LANG",
+        "_EXECUTION_NAME",
+        "EXTRA",
+        "WORK_DIR",
+        "WFM_TASK_INPUT_FILE",
+    }
     assert {name: seen[name] for name in ("PATH", "HOME", "LANG", "_EXECUTION_NAME", "EXTRA")} == {
         "PATH": os.environ["PATH"],
         "HOME": "/home/worker",
@@ -289,6 +360,37 @@ def test_command_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Pat
     assert outcome.error == "sfncli.CommandTerminated"
     assert outcome.returncode == -signal.SIGKILL
     assert "ignored SIGTERM" in marker.read_text()
+
+
+def _live_processes_in_group(pgid: int) -> list[int]:
+    """The processes of group `pgid` still alive (zombies waiting for a reaper excluded)."""
+    alive = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after its ')'.
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(stat_file.parent.name))
+    return alive
+
+
+def test_cancel_sends_sigterm_to_the_process_group_so_a_shell_stops_before_its_work_is_done(tmp_path: Path):
+    marker = tmp_path / "marker"
+    # A long grace: only SIGTERM to the group, not the SIGKILL, can stop the shell's foreground sleep.
+    task = TaskInThread(script("work_then_marker.sh"), marker, sigterm_grace_seconds=60.0)
+    wait_for(lambda: Path(f"{marker}.started").exists(), what="the command to start")
+    pgid = int(Path(f"{marker}.started").read_text())
+
+    task.cancel.set()
+
+    outcome = task.result(timeout=5.0)  # the work would take 10 s
+    assert outcome.error == "sfncli.CommandTerminated"
+    assert outcome.returncode == 143
+    assert Path(f"{marker}.sigterm").read_text() == "got SIGTERM\n"
+    assert _live_processes_in_group(pgid) == []
+    assert not marker.exists()
 
 
 def test_long_error_name_is_truncated_without_splitting_a_character():
@@ -535,6 +637,20 @@ def test_execution_succeeds_with_the_command_output(sfn: Any):
     )
 
 
+def test_execution_with_an_input_too_long_for_one_argument_succeeds(sfn: Any):
+    activity_arn = ensure_activity(sfn, _unique("large"))
+    execution_arn = _start(sfn, _activity_machine(sfn, activity_arn), blob="é" * (100 * 1024))
+
+    with RunningWorker(sfn, activity_arn, script("report_input.py")):
+        described = _finished(sfn, execution_arn)
+
+    assert described["status"] == "SUCCEEDED", described
+    report = json.loads(described["output"])
+    assert report["argv_sha256"] == []
+    task_input = {"_EXECUTION_NAME": execution_arn.rsplit(":", 1)[1], "blob": "é" * (100 * 1024)}
+    assert report["stdin_sha256"] == report["file_sha256"] == _sha256_of_command_input(task_input)
+
+
 def test_worker_given_an_activity_name_creates_the_activity(sfn: Any):
     name = _unique("created-by-worker")
 
@@ -600,6 +716,79 @@ def test_heartbeat_finding_the_task_gone_sends_sigterm_to_the_command(sfn: Any, 
 
     assert marker.read_text() == "got SIGTERM\n"
     assert _finished(sfn, execution_arn)["status"] == "ABORTED"
+
+
+def test_stopped_execution_stops_its_command_within_a_heartbeat_and_the_grace(sfn: Any, tmp_path: Path):
+    activity_arn = ensure_activity(sfn, _unique("stopped"))
+    execution_arn = _start(sfn, _activity_machine(sfn, activity_arn))
+    marker = tmp_path / "marker"
+
+    # The default heartbeat interval and grace: what a deployed worker does.
+    with RunningWorker(
+        sfn, activity_arn, script("work_then_marker.sh"), extra_env={"MARKER": str(marker)}
+    ) as running:
+        wait_for(lambda: Path(f"{marker}.started").exists(), what="the command to start")
+        pgid = int(Path(f"{marker}.started").read_text())
+        stopped_at = time.monotonic()
+        sfn.stop_execution(executionArn=execution_arn, error="Stopped", cause="by the test")
+        bound = HEARTBEAT_SECONDS + HEARTBEAT_LOSS_GRACE_SECONDS
+        wait_for(lambda: running.running_tasks == 0, what="the task to end", timeout=bound + 2)
+        took = time.monotonic() - stopped_at
+
+    # The command's 10 s of work never finished: it is gone, group and all, and left no marker.
+    assert took < HEARTBEAT_SECONDS + 1.0  # SIGTERM to the group stopped it; no SIGKILL was needed
+    assert Path(f"{marker}.sigterm").read_text() == "got SIGTERM\n"
+    assert _live_processes_in_group(pgid) == []
+    assert not marker.exists()
+    assert _finished(sfn, execution_arn)["status"] == "ABORTED"
+
+
+def test_timed_out_state_stops_its_command(sfn: Any, tmp_path: Path):
+    activity_arn = ensure_activity(sfn, _unique("timeout"))
+    execution_arn = _start(sfn, _activity_machine(sfn, activity_arn, TimeoutSeconds=1))
+    marker = tmp_path / "marker"
+
+    with RunningWorker(
+        sfn,
+        activity_arn,
+        script("work_then_marker.sh"),
+        heartbeat_seconds=0.2,
+        extra_env={"MARKER": str(marker)},
+    ) as running:
+        wait_for(lambda: Path(f"{marker}.started").exists(), what="the command to start")
+        described = _finished(sfn, execution_arn)
+        wait_for(lambda: running.running_tasks == 0, what="the task to end", timeout=5.0)
+
+    assert described["status"] == "FAILED"
+    assert described.get("error") == "States.Timeout"
+    assert Path(f"{marker}.sigterm").read_text() == "got SIGTERM\n"
+    assert not marker.exists()
+
+
+def test_state_with_a_short_heartbeat_seconds_succeeds_when_the_worker_beats_often_enough(sfn: Any):
+    activity_arn = ensure_activity(sfn, _unique("beats"))
+    execution_arn = _start(sfn, _activity_machine(sfn, activity_arn, HeartbeatSeconds=3))
+    program = "import time; time.sleep(8); print('{\"slept\": 8}')"
+
+    with RunningWorker(sfn, activity_arn, [sys.executable, "-c", program], heartbeat_seconds=1.0):
+        described = _finished(sfn, execution_arn, timeout=20.0)
+
+    assert described["status"] == "SUCCEEDED", described
+    assert json.loads(described["output"])["slept"] == 8
+
+
+def test_state_whose_heartbeat_seconds_is_under_the_workers_interval_times_out(sfn: Any):
+    # The worker cannot see HeartbeatSeconds: its interval must be set below it (README).
+    activity_arn = ensure_activity(sfn, _unique("too-slow"))
+    execution_arn = _start(sfn, _activity_machine(sfn, activity_arn, HeartbeatSeconds=1))
+    program = "import time; time.sleep(4)"
+
+    with RunningWorker(sfn, activity_arn, [sys.executable, "-c", program], heartbeat_seconds=3.0):
+        described = _finished(sfn, execution_arn, timeout=20.0)
+
+    assert described["status"] == "FAILED"
+    # AWS names it States.HeartbeatTimeout; moto (the emulator) says States.Timeout.
+    assert described.get("error") in {"States.HeartbeatTimeout", "States.Timeout"}
 
 
 def test_workers_file_starts_namespaced_workers_that_stop_cleanly(sfn: Any, tmp_path: Path):

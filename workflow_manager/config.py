@@ -97,6 +97,9 @@ class Config:
     # by default in embedded mode only.
     workers_file: Path | None = field(default_factory=lambda: PROJECT_ROOT / "data" / "workers.yml")
     start_workers: bool | None = None
+    # HeartbeatSeconds given to activity Task states that set no bound of their own, so that a dead
+    # worker frees its task in minutes (executor.sfn_naming.DEFAULT_ACTIVITY_HEARTBEAT_SECONDS); 0: none.
+    activity_heartbeat_seconds: int = 300
     # The DynamoDB store (WFM_STORE=dynamodb): table name prefix, how long a workflow is kept (DynamoDB
     # TTL), an endpoint of its own (default: the backend's), and whether start-up creates the tables
     # (default: in embedded mode only; elsewhere run `workflow-manager init-tables` or deploy
@@ -244,6 +247,7 @@ _ENVIRONMENT: list[tuple[str, tuple[str, ...], Callable[[str], Any]]] = [
     ("updater_enabled", ("WFM_UPDATER",), _bool),
     ("workers_file", ("WFM_WORKERS_FILE",), _optional_path),
     ("start_workers", ("WFM_START_WORKERS",), _bool),
+    ("activity_heartbeat_seconds", ("WFM_ACTIVITY_HEARTBEAT_SECONDS",), int),
     ("dynamodb_prefix", ("WFM_DYNAMODB_PREFIX",), str),
     ("workflow_retention_days", ("WFM_WORKFLOW_RETENTION_DAYS",), float),
     ("dynamodb_endpoint", ("WFM_DYNAMODB_ENDPOINT",), str),

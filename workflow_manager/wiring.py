@@ -136,6 +136,7 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
         account_id=_account_id_source(config, clients),
         role_arn=config.sfn_role_arn,
         lookup_state_resource=lookup_state_resource,
+        activity_heartbeat_seconds=config.activity_heartbeat_seconds,
     )
     executors: dict[Manager, Any] = {Manager.STEP_FUNCTIONS: sfn}
     if config.batch_enabled:

@@ -38,7 +38,14 @@ log = logging.getLogger(__name__)
 # Grace between SIGTERM and SIGKILL when a heartbeat says the task is gone: 5 s, another worker may
 # be starting the same work.
 HEARTBEAT_LOSS_GRACE_SECONDS = 5.0
-HEARTBEAT_SECONDS = 20.0
+# Seconds between SendTaskHeartbeat calls while a command runs. The worker cannot see the state's
+# HeartbeatSeconds (GetActivityTask gives only the token and the input), so it beats often enough for
+# any state with HeartbeatSeconds of 10 or more, two beats per window, and finds a cancelled or timed
+# out task within 5 s. sfncli's 20 s failed every state with a smaller HeartbeatSeconds. A running
+# task costs 0.2 calls per second against SendTaskHeartbeat's throttling token bucket (per account and
+# Region; Step Functions developer guide, "Quotas related to API action throttling"). States with a
+# smaller HeartbeatSeconds need `--heartbeat-seconds` below half of it.
+HEARTBEAT_SECONDS = 5.0
 # Heartbeat errors that mean the task is no longer ours.
 TASK_GONE_ERROR_CODES = frozenset({"TaskDoesNotExist", "TaskTimedOut", "InvalidToken"})
 # After a poll error the poller waits, doubling from the configured backoff up to this cap.

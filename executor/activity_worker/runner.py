@@ -1,9 +1,13 @@
 """Running one activity task's command, as sfncli does: the task input in, the outcome out.
 
-The command gets the task input object, re-serialised, as its last argument, and a clean
-environment (`task_environment`): PATH, HOME and LANG from the worker's, the worker's `extra_env`
-(a workers file's `env`, the `worker` command's `--env` and `--pass-env`), then `_EXECUTION_NAME`
-(and `WORK_DIR`, when a work directory is given). Never the worker's whole environment, as sfncli
+The command gets the task input object, re-serialised, three ways: as its last argument (sfncli's
+contract), on its stdin, and in a private temporary file named by `WFM_TASK_INPUT_FILE` (removed
+after the task). An input too long for one argument (Linux's MAX_ARG_STRLEN, 128 KiB, below Step
+Functions' 256 KiB payloads) is not passed as an argument at all: the command is run with its own
+arguments only and must read stdin or the file; passing it would fail the exec with E2BIG. It gets a
+clean environment (`task_environment`): PATH, HOME and LANG from the worker's, the worker's
+`extra_env` (a workers file's `env`, the `worker` command's `--env` and `--pass-env`), then
+`_EXECUTION_NAME`, `WFM_TASK_INPUT_FILE` (and `WORK_DIR`, when a work directory is given). Never the worker's whole environment, as sfncli
 passes it: that holds the worker's AWS credentials and the service's tokens. Its stdout and stderr
 are kept in 32 KiB ring buffers and go, line by line, to the worker's own stdout and stderr (as
 sfncli) or to the `executor.activity_worker.task_output` logger at DEBUG (`TaskOutput`). The last
@@ -11,8 +15,9 @@ stdout line is the output on exit 0, and the failure (a custom `{"error", "cause
 the `sfncli.*` names below, with the trimmed stderr as cause) otherwise, cut to the SendTaskFailure
 limits.
 
-Pitfall: the environment dicts hold whatever the workers file gives the commands, secrets included;
-they are never logged.
+Pitfalls: the environment dicts hold whatever the workers file gives the commands, secrets included;
+they are never logged. The stdin is written from a thread and a command that never reads it (or
+closes it early) is fine: the write is abandoned, never waited on.
 
 Knows nothing of Step Functions: `ActivityWorker` (poller.py) takes the tasks and reports what
 `run_task` answers, which never raises, since a token in hand must always be reported.
@@ -48,6 +53,11 @@ log = logging.getLogger(__name__)
 task_output_log = logging.getLogger("executor.activity_worker.task_output")
 
 WORK_DIR_ENV = "WORK_DIR"
+# The path of a private (0600) file holding the task input, removed after the task.
+TASK_INPUT_FILE_ENV = "WFM_TASK_INPUT_FILE"
+# Linux caps one argv element at MAX_ARG_STRLEN = 32 pages = 131,072 bytes, terminating NUL included
+# (include/uapi/linux/binfmts.h); a longer one fails execve with E2BIG ("Argument list too long").
+MAX_ARG_STRLEN = 32 * 4096
 # What a command inherits from the worker's environment: enough to find programs, a home and a
 # locale. Nothing else: the worker's environment holds its AWS credentials and the service's tokens
 # (WFM_*), which a task command must not see unless the workers file or `--env` gives them.
@@ -97,15 +107,24 @@ def task_environment(
     extra_env: Mapping[str, str] | None,
     execution_name: str,
     work_dir: str | os.PathLike[str] | None = None,
+    input_file: str | os.PathLike[str] | None = None,
 ) -> dict[str, str]:
     """The environment of a task's command: INHERITED_ENVIRONMENT from this process's (those set),
-    then `extra_env`, then the contract's `_EXECUTION_NAME` and, when given, `WORK_DIR`."""
+    then `extra_env`, then the contract's `_EXECUTION_NAME` and, when given, `WORK_DIR` and
+    `WFM_TASK_INPUT_FILE`."""
     env = {name: os.environ[name] for name in INHERITED_ENVIRONMENT if name in os.environ}
     env.update(extra_env or {})
     env[EXECUTION_NAME_KEY] = execution_name
     if work_dir is not None:
         env[WORK_DIR_ENV] = os.fspath(work_dir)
+    if input_file is not None:
+        env[TASK_INPUT_FILE_ENV] = os.fspath(input_file)
     return env
+
+
+def fits_in_one_argument(text: str) -> bool:
+    """Whether `text` can be one argv element: its UTF-8 bytes and a NUL within MAX_ARG_STRLEN."""
+    return len(text.encode("utf-8")) + 1 <= MAX_ARG_STRLEN
 
 
 def truncate_utf8(text: str, max_length: int) -> str:
@@ -155,9 +174,9 @@ class TaskOutcome:
 
 
 class CancelEvent(threading.Event):
-    """A task's cancellation: set it and the runner sends SIGTERM to the command, then SIGKILL after
-    `grace_seconds` (the runner's `sigterm_grace_seconds` when None). A plain `threading.Event`
-    works too."""
+    """A task's cancellation: set it and the runner sends SIGTERM to the command's process group,
+    then SIGKILL after `grace_seconds` (the runner's `sigterm_grace_seconds` when None). A plain
+    `threading.Event` works too."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -306,7 +325,7 @@ def run_task(
     The command's environment is `task_environment(extra_env, ...)`; its output goes where `output`
     says besides the ring buffers.
 
-    When `cancel_event` is set the command gets SIGTERM, and SIGKILL (its whole process group)
+    When `cancel_event` is set the command's process group gets SIGTERM, and SIGKILL
     `sigterm_grace_seconds` later (or the event's own `grace_seconds`, see `CancelEvent`); the
     outcome is then `sfncli.CommandTerminated` unless the command printed its own error.
     """
@@ -341,21 +360,52 @@ def _run_task(
         )
 
     work_dir = None
+    input_file = None
     if work_directory is not None:
         Path(work_directory).mkdir(parents=True, exist_ok=True)
         work_dir = tempfile.mkdtemp(prefix="task-", dir=work_directory)
     try:
-        env = task_environment(extra_env, execution_name, work_dir)
-        argv = [*command, _dump(parsed)]
-        return _run_process(argv, env, execution_name, cancel_event, sigterm_grace_seconds, output)
+        command_input = _dump(parsed)
+        # mkstemp: created 0600, readable by the command (same user) and no one else.
+        descriptor, input_file = tempfile.mkstemp(prefix="task-input-", suffix=".json")
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(command_input)
+        env = task_environment(extra_env, execution_name, work_dir, input_file)
+        if fits_in_one_argument(command_input):
+            argv = [*command, command_input]
+        else:
+            log.info(
+                "task input of %d bytes is too long for one argument: on stdin and in %s only",
+                len(command_input.encode("utf-8")),
+                TASK_INPUT_FILE_ENV,
+            )
+            argv = list(command)
+        return _run_process(
+            argv, env, command_input, execution_name, cancel_event, sigterm_grace_seconds, output
+        )
     finally:
+        if input_file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(input_file)
         if work_dir is not None:
             shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _write_stdin(pipe: Any, data: bytes) -> None:
+    # A command may never read its stdin, or close it early: either is fine.
+    try:
+        pipe.write(data)
+    except (BrokenPipeError, OSError, ValueError):
+        pass
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            pipe.close()
 
 
 def _run_process(
     argv: list[str],
     env: dict[str, str],
+    command_input: str,
     execution_name: str,
     cancel_event: threading.Event | None,
     sigterm_grace_seconds: float,
@@ -364,7 +414,7 @@ def _run_process(
     try:
         process = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -385,6 +435,10 @@ def _run_process(
     ]
     for reader in readers:
         reader.start()
+    # Daemon and never joined: a command that neither reads its stdin nor exits must not block it.
+    threading.Thread(
+        target=_write_stdin, args=(process.stdin, command_input.encode("utf-8")), daemon=True
+    ).start()
 
     cancelled = False
     kill_at: float | None = None
@@ -400,8 +454,10 @@ def _run_process(
             cancelled = True
             grace = getattr(cancel_event, "grace_seconds", None)
             grace = sigterm_grace_seconds if grace is None else grace
-            log.info("task cancelled: SIGTERM to pid %d, SIGKILL in %.1f s", process.pid, grace)
-            _send_signal(process, signal.SIGTERM)
+            log.info("task cancelled: SIGTERM to process group %d, SIGKILL in %.1f s", process.pid, grace)
+            # To the whole group: a shell waits for its foreground child before running its trap,
+            # so SIGTERM to the shell alone would let the child's work run on to the SIGKILL.
+            _send_signal(process, signal.SIGTERM, group=True)
             kill_at = time.monotonic() + grace
         if kill_at is not None and time.monotonic() >= kill_at:
             log.warning("task did not stop within its grace period: SIGKILL to pid %d", process.pid)
