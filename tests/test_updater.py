@@ -343,3 +343,21 @@ def test_cancel_of_a_workflow_whose_execution_does_not_exist_cancels_it(services
         True,
     )
     assert cancelled.stopped_at is not None
+
+
+def test_past_the_history_read_limit_a_get_answers_from_the_store_and_fetch_history_is_503(services):
+    from workflow_manager.domain.errors import BackendUnavailable
+
+    definitions, workflows = services
+    body = load_fixture("api", "long-task.json")
+    body["name"] = "updater-history-limit"
+    definitions.create(DefinitionDraft(name=body["name"], state_machine=body["stateMachine"]))
+    started = workflows.start(StartRequest(definition_name=body["name"], input={}))
+    wait_for(lambda: workflows.refresh(started.id).status == "running", 10, 0.1, "running")
+    # No history read may run (every slot taken): the stored record is the answer.
+    busy = WorkflowService(workflows._store, workflows._executor, "idle", max_concurrent_history_reads=0)
+    stored = workflows._store.get_workflow(started.id)
+    assert busy.get(started.id) == stored
+    with pytest.raises(BackendUnavailable, match="too many execution histories are being read at once"):
+        busy.get(started.id, fetch_history=True)
+    workflows.cancel(started.id, "test over")

@@ -12,6 +12,7 @@ Pitfalls this module guards against:
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,6 +23,7 @@ from store.interface import MAX_LIST_LIMIT, Store, WorkflowPage, WorkflowQuery
 from workflow_manager.domain import definitions, inputs, states
 from workflow_manager.domain.access import ANONYMOUS, Principal, require_namespace
 from workflow_manager.domain.errors import (
+    BackendUnavailable,
     ConcurrentModification,
     Conflict,
     InvalidInput,
@@ -54,6 +56,12 @@ log = logging.getLogger(__name__)
 # record's last update, so a running workflow whose execution vanished long after it was last seen
 # (deleted, or an emulator restarted) is failed at its next check.
 ZOMBIE_WINDOW = timedelta(minutes=5)
+# How many GETs may read an execution's history at once. Every request is served by one pool of
+# threads (a2wsgi's 10, in each serving process), and a large workflow's history takes seconds to
+# read: unbounded, ten such GETs would hold every thread and starve the rest (even /_health). Past
+# the limit, a GET answers from the store (the updater keeps it current) and an explicit
+# `fetchHistory=true` is 503, to be retried.
+MAX_CONCURRENT_HISTORY_READS = 4
 # How long an Idempotency-Key returns the workflow it started (CONTRACT 9.2).
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 EXECUTION_GONE_REASON = "execution not found: the backend has no execution for this workflow"
@@ -82,7 +90,11 @@ class WorkflowService:
         executor: Executor,
         default_namespace: str,
         zombie_window: timedelta = ZOMBIE_WINDOW,
+        max_concurrent_history_reads: int = MAX_CONCURRENT_HISTORY_READS,
     ):
+        self._history_reads = (
+            threading.BoundedSemaphore(max_concurrent_history_reads) if max_concurrent_history_reads else None
+        )
         self._store = store
         self._executor = executor
         self._default_namespace = default_namespace
@@ -332,7 +344,16 @@ class WorkflowService:
         workflow = self._store.get_workflow(workflow_id)
         if workflow_is_done(workflow) and not fetch_history:
             return workflow
-        return self.refresh(workflow_id)
+        if self._history_reads is None or not self._history_reads.acquire(blocking=False):
+            if fetch_history:
+                raise BackendUnavailable(
+                    f"too many execution histories are being read at once; retry workflow {workflow_id} shortly"
+                )
+            return workflow  # as stored: the background updater keeps it current
+        try:
+            return self.refresh(workflow_id)
+        finally:
+            self._history_reads.release()
 
     def list(self, query: WorkflowQuery) -> WorkflowPage:
         if not query.workflow_definition_name:
