@@ -28,7 +28,7 @@ from typing import Any
 
 from workflow_manager.domain.aws import MAX_NAME_LENGTH, is_forbidden_name_character
 from workflow_manager.domain.errors import InvalidInput
-from workflow_manager.domain.inputs import string_tags
+from workflow_manager.domain.inputs import SERVICE_STATE_MACHINE_TAG_KEYS, check_tag_count, string_tags
 from workflow_manager.domain.models import Manager
 from workflow_manager.domain.states import (
     count_states,
@@ -113,8 +113,9 @@ def _manager(manager: Any) -> Manager:
 
 
 def validate_tags(tags: Any) -> None:
-    """`defaultTags` follow the tag rule (`inputs.string_tags`, the reference's `validateTagsMap`)."""
-    string_tags(tags)
+    """`defaultTags` follow the tag rule (`inputs.string_tags`, the reference's `validateTagsMap`),
+    and fit on a state machine beside the tags the service adds (AWS's limit per resource)."""
+    check_tag_count("defaultTags", string_tags(tags, field="defaultTags"), SERVICE_STATE_MACHINE_TAG_KEYS)
 
 
 # Layer 1: validateStateMachine
