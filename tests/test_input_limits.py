@@ -146,3 +146,77 @@ def test_start_tags_count_with_the_definitions_default_tags(api):
     response = api.post("/workflows", {"workflowDefinition": {"name": name}, "tags": tags})
     assert_error(response, 400, "tags has 51 tags, over AWS's limit of 50 per resource")
     assert workflow_ids(api, name) == []
+
+
+# AWS's refusals
+
+
+def client_error(code: str, message: str, status: int, operation: str = "StartExecution"):
+    from botocore.exceptions import ClientError
+
+    response = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, operation)
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "status", "expected"),
+    [
+        ("TooManyTags", "too many tags", 400, "CreateStateMachine: too many tags"),
+        ("ValidationException", "1 validation error", 400, "CreateStateMachine: 1 validation error"),
+        ("InvalidName", "bad name", 400, "CreateStateMachine: bad name"),
+        ("InvalidExecutionInput", "bad input", 400, "CreateStateMachine: bad input"),
+        ("InvalidDefinition", "bad definition", 400, "CreateStateMachine: bad definition"),
+        # moto refuses a definition its parser rejects with a 400 and no code.
+        ("", "ASLParserException", 400, "CreateStateMachine: ASLParserException"),
+        (
+            "",
+            "<!DOCTYPE html><html><title>400 Bad Request</title></html>",
+            400,
+            "CreateStateMachine: Step Functions answered HTTP 400 with an HTML page",
+        ),
+    ],
+)
+def test_aws_refusals_of_the_callers_input_are_400(code, message, status, expected):
+    from executor.sfn import translate_aws_error
+
+    translated = translate_aws_error(client_error(code, message, status), "CreateStateMachine")
+    assert (type(translated), translated.message) == (InvalidInput, expected)
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "expected"),
+    [
+        (
+            "",
+            "<!doctype html>\n<html><title>500 Internal Server Error</title></html>",
+            "StartExecution: Step Functions answered HTTP 500 with an HTML page",
+        ),
+        (
+            "InternalError",
+            "  <html><body>oops</body></html>",
+            "StartExecution: InternalError: Step Functions answered HTTP 500 with an HTML page",
+        ),
+        ("", "", "StartExecution: Step Functions answered HTTP 500 with no message"),
+        ("KmsThrottled", "slow down", "StartExecution: KmsThrottled: slow down"),
+    ],
+)
+def test_backend_errors_never_carry_html(code, message, expected):
+    from executor.sfn import translate_aws_error
+    from workflow_manager.domain.errors import BackendError
+
+    translated = translate_aws_error(client_error(code, message, 500), "StartExecution")
+    assert (type(translated), translated.message) == (BackendError, expected)
+
+
+def test_a_definition_the_emulator_refuses_is_400_at_start_and_nothing_is_saved(api):
+    # The service's validation allows fields it does not know; moto's ASL parser refuses them with a
+    # 400 and no error code.
+    name = unique("limits-asl")
+    state_machine = {"StartAt": "x", "States": {"x": {"Type": "Pass", "Bogus": 1, "End": True}}}
+    response = api.post("/workflow-definitions", {"name": name, "stateMachine": state_machine})
+    assert response.status_code == 201, response.text
+    response = api.post("/workflows", {"workflowDefinition": {"name": name}})
+    assert response.status_code == 400, response.text
+    message = response.json()["message"]
+    assert message.startswith('CreateStateMachine: ASLParserException line 6:6, at "Bogus"'), message
+    assert workflow_ids(api, name) == []
