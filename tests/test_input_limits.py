@@ -220,3 +220,39 @@ def test_a_definition_the_emulator_refuses_is_400_at_start_and_nothing_is_saved(
     message = response.json()["message"]
     assert message.startswith('CreateStateMachine: ASLParserException line 6:6, at "Bogus"'), message
     assert workflow_ids(api, name) == []
+
+
+# Nesting of Parallel and Map states
+
+
+def nested_parallels(levels: int, map_every: int = 0) -> dict:
+    """A machine whose leaf Pass state is inside `levels` Parallel states (every `map_every`-th one a
+    Map state instead)."""
+    machine = {"StartAt": "leaf", "States": {"leaf": {"Type": "Pass", "End": True}}}
+    for level in range(levels):
+        if map_every and level % map_every == 0:
+            state = {"Type": "Map", "ItemProcessor": machine, "End": True}
+        else:
+            state = {"Type": "Parallel", "Branches": [machine], "End": True}
+        machine = {"StartAt": f"level{level}", "States": {f"level{level}": state}}
+    return machine
+
+
+def test_states_nested_deeper_than_the_limit_are_refused():
+    from workflow_manager.domain.states import MAX_NESTING_DEPTH, check_nesting_depth
+
+    check_nesting_depth(nested_parallels(MAX_NESTING_DEPTH, map_every=3))
+    with pytest.raises(InvalidInput) as raised:
+        check_nesting_depth(nested_parallels(MAX_NESTING_DEPTH + 1, map_every=3))
+    assert (
+        raised.value.message == "state 'leaf' is nested in 41 Parallel and Map states, over the limit of 40"
+    )
+
+
+def test_a_definition_nested_deeper_than_the_limit_is_400_and_not_saved(api):
+    name = unique("limits-nesting")
+    response = api.post("/workflow-definitions", {"name": name, "stateMachine": nested_parallels(41)})
+    assert_error(response, 400, "state 'leaf' is nested in 41 Parallel and Map states, over the limit of 40")
+    assert api.get(f"/workflow-definitions/{name}").status_code == 404
+    response = api.post("/workflow-definitions", {"name": name, "stateMachine": nested_parallels(40)})
+    assert response.status_code == 201, response.text
