@@ -256,3 +256,68 @@ def test_a_definition_nested_deeper_than_the_limit_is_400_and_not_saved(api):
     assert api.get(f"/workflow-definitions/{name}").status_code == 404
     response = api.post("/workflow-definitions", {"name": name, "stateMachine": nested_parallels(40)})
     assert response.status_code == 201, response.text
+
+
+# Request bodies: depth and chunked transfer
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "exceeds"),
+    [
+        (b'{"a": [[1]]}', 3, False),
+        (b'{"a": [[[1]]]}', 3, True),
+        (b'{"a": "[[[[{{{{"}', 1, False),
+        (b'{"a": "quote \\" [[[[ and backslash \\\\", "b": [1]}', 2, False),
+        (b'{"a": "\\\\"}' + b"[" * 5, 4, True),
+        (b"[" * 1000 + b"]" * 1000, 200, True),
+        (b"not json at all", 0, False),
+    ],
+)
+def test_json_depth_is_counted_outside_strings(body, limit, exceeds):
+    from workflow_manager.api.middleware import json_depth_exceeds
+
+    assert json_depth_exceeds(body, limit) is exceeds
+
+
+def test_a_body_nested_1000_deep_is_400_and_nothing_is_saved(api):
+    name = unique("limits-deep")
+    body = f'{{"name": "{name}", "stateMachine": {{"a": {"[" * 1000}{"]" * 1000}}}}}'
+    response = api.post("/workflow-definitions", data=body, headers={"Content-Type": "application/json"})
+    assert_error(response, 400, "request body is nested deeper than 200 levels")
+    assert api.get(f"/workflow-definitions/{name}").status_code == 404
+
+
+def test_a_definition_of_150_nested_parallel_states_is_400_and_not_saved(api):
+    name = unique("limits-deep")
+    response = api.post("/workflow-definitions", {"name": name, "stateMachine": nested_parallels(150)})
+    assert_error(response, 400, "request body is nested deeper than 200 levels")
+    assert api.get(f"/workflow-definitions/{name}").status_code == 404
+
+
+@pytest.mark.parametrize("content_type", ["application/json", None])
+def test_a_small_chunked_body_is_read(api, content_type):
+    name = unique("limits-chunked")
+    body = json.dumps(definition_body(name)).encode()
+    headers = {"Content-Type": content_type} if content_type else {}
+    # An iterator makes requests send `Transfer-Encoding: chunked` and no Content-Length.
+    response = api.post("/workflow-definitions", data=iter([body[:10], body[10:]]), headers=headers)
+    assert response.status_code == 201, response.text
+    assert [version["name"] for version in api.get(f"/workflow-definitions/{name}").json()] == [name]
+
+
+def test_a_chunked_body_over_the_limit_is_413(api):
+    response = api.post(
+        "/workflow-definitions",
+        data=iter([b" " * 600_000, b" " * 600_000]),
+        headers={"Content-Type": "application/json"},
+    )
+    assert_error(response, 413, "request body is over the limit of 1048576 bytes")
+
+
+def test_a_chunked_body_nested_too_deep_is_400(api):
+    response = api.post(
+        "/workflow-definitions",
+        data=iter([b'{"a": ', b"[" * 300, b"]" * 300 + b"}"]),
+        headers={"Content-Type": "application/json"},
+    )
+    assert_error(response, 400, "request body is nested deeper than 200 levels")
