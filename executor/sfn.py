@@ -50,8 +50,12 @@ EXECUTION_STATUS_TO_WORKFLOW_STATUS = {
     "ABORTED": WorkflowStatus.CANCELLED,
 }
 
-# Errors of StartExecution and CreateStateMachine that a caller's input caused.
-_INPUT_CODES = frozenset({"InvalidExecutionInput", "InvalidName", "InvalidDefinition"})
+# Errors of StartExecution and CreateStateMachine that a caller's input caused: its definition,
+# names, input and tags (TooManyTags; ValidationException is AWS's answer to a field over its
+# constraints).
+_INPUT_CODES = frozenset(
+    {"InvalidExecutionInput", "InvalidName", "InvalidDefinition", "TooManyTags", "ValidationException"}
+)
 
 
 def translate_aws_error(err: Exception, action: str) -> WorkflowManagerError:

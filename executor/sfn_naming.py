@@ -43,7 +43,7 @@ from workflow_manager.domain.aws import (
     is_forbidden_name_character,
 )
 from workflow_manager.domain.errors import InvalidInput
-from workflow_manager.domain.inputs import string_tags
+from workflow_manager.domain.inputs import SERVICE_STATE_MACHINE_TAG_KEYS, string_tags
 from workflow_manager.domain.models import StateResource, StateResourceType
 from workflow_manager.domain.states import iter_states, nested_state_machines, state_of, states_of
 
@@ -196,13 +196,8 @@ def state_machine_tags(
     state (the reference wrote the definition name there; contract 6). The definition's default
     tags override; only their string values are kept (the reference's `util.ToTagMap`; the tag rule
     is `inputs.string_tags`)."""
-    tags = {
-        "application": definition_name,
-        "environment": namespace,
-        "workflow-definition-name": definition_name,
-        "workflow-definition-version": str(version),
-        "workflow-definition-start-at": start_at,
-    }
+    service_tags = (definition_name, namespace, definition_name, str(version), start_at)
+    tags = dict(zip(SERVICE_STATE_MACHINE_TAG_KEYS, service_tags, strict=True))
     tags.update(string_tags(default_tags, drop_non_strings=True))
     return tags
 

@@ -21,6 +21,7 @@ from workflow_manager.api.errors import register_error_handlers
 from workflow_manager.api.middleware import (
     CurlFriendlyMiddleware,
     LivenessMiddleware,
+    RequestBodyMiddleware,
     RequestLimitsMiddleware,
 )
 from workflow_manager.api.spec import SPEC_PATH, AllowedMethods, load_spec, serve_raw_spec
@@ -85,6 +86,8 @@ def create_app(config: Config | None = None) -> connexion.FlaskApp:
         timeout_seconds=config.request_timeout_seconds,
     )
     app.add_middleware(CurlFriendlyMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    # After CurlFriendly, which says which bodies are JSON; inside RequestLimits, which bounds them.
+    app.add_middleware(RequestBodyMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     # After routing (it logs the operationId and path parameters), before security (it logs the
     # 401 and 403 that security answers).
     app.add_middleware(

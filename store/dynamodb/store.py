@@ -621,7 +621,9 @@ class DynamoDbStore:
             position = decode_page_token(query.page_token, frozenset({"createdAt", "id"}))
             try:
                 after = created_key(parse_time(position["createdAt"]), position["id"])
-            except ValueError:
+            except (ValueError, OverflowError):
+                # OverflowError: a time at the edge of datetime's range with an offset (year 1 at
+                # +01:00) cannot be moved to UTC; no token the service issued holds one.
                 raise InvalidInput(f"invalid page token: {query.page_token}") from None
         index, hash_value = self._tables.listing_indexes[
             (query.status is not None, query.resolved_by_user is not None)

@@ -1,10 +1,12 @@
 """ASGI middlewares that run before Connexion's routing: request limits (body size, timeout,
-control characters in the path) and the curl-friendly body and path handling."""
+control characters in the path), the curl-friendly body and path handling, and the request body
+reader (chunked bodies, the JSON nesting limit)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 # Methods that do not change anything (RFC 9110 "safe"); every other request is state-changing, and
 # is what the browser guard checks and the audit log records.
@@ -134,3 +136,82 @@ class LivenessMiddleware:
             await send({"type": "http.response.body", "body": _LIVE_BODY})
             return
         await self.app(scope, receive, send)
+
+
+# How deeply a JSON request body may nest arrays and objects. Python's parsers and walkers recurse
+# once per level (json.loads, Connexion's schema validation, copy.deepcopy) against a recursion limit
+# of 1,000 frames: a body ~1,000 deep was a RecursionError (500). 200 holds the deepest definition
+# the service accepts (4 levels per Parallel state, MAX_NESTING_DEPTH of them) with room for
+# Parameters, and keeps the walkers far from the limit.
+MAX_JSON_DEPTH = 200
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth_exceeds(body: bytes, limit: int) -> bool:
+    """Whether `body` nests arrays and objects deeper than `limit`, counted in one pass over the
+    brackets outside strings, without parsing it (a malformed body is the parser's to refuse)."""
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for byte in brackets:
+        if byte in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+class RequestBodyMiddleware:
+    """Reads a request's body whole before Connexion does, so that
+
+    - a chunked body (`Transfer-Encoding: chunked`, no `Content-Length`) is seen: Connexion's body
+      validation reads a missing or zero `Content-Length` as no body ("RequestBody is required"),
+      so the body is replayed with its `Content-Length`;
+    - a JSON body nested deeper than MAX_JSON_DEPTH is a 400 before anything parses it.
+
+    Runs inside RequestLimitsMiddleware, whose receive stops a body over `max_body_bytes`, so what
+    is buffered here is bounded."""
+
+    def __init__(self, app, max_json_depth: int = MAX_JSON_DEPTH):
+        self.app = app
+        self.max_json_depth = max_json_depth
+
+    async def __call__(self, scope, receive, send):
+        headers = scope.get("headers") or []
+        names = {k.lower() for k, _ in headers}
+        if scope["type"] != "http" or not names & {b"content-length", b"transfer-encoding"}:
+            await self.app(scope, receive, send)
+            return
+        messages = []
+        body = bytearray()
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body.extend(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+        media_type = content_type.split(b";")[0].strip().lower()
+        is_json = media_type == b"application/json" or media_type.endswith(b"+json")
+        if is_json and json_depth_exceeds(bytes(body), self.max_json_depth):
+            message = f"request body is nested deeper than {self.max_json_depth} levels"
+            await send_json_error(send, 400, message)
+            return
+        if b"content-length" not in names:
+            scope = dict(scope)
+            scope["headers"] = [(k, v) for k, v in headers if k.lower() != b"transfer-encoding"]
+            scope["headers"].append((b"content-length", str(len(body)).encode()))
+        replay = iter(messages)
+
+        async def replaying_receive():
+            try:
+                return next(replay)
+            except StopIteration:
+                return await receive()
+
+        await self.app(scope, replaying_receive, send)

@@ -7,6 +7,8 @@ functions; no AWS library.
 
 from __future__ import annotations
 
+import unicodedata
+
 # Names (Step Functions)
 
 # CreateStateMachine / CreateActivity / StartExecution `name`, GetActivityTask `workerName`:
@@ -38,6 +40,30 @@ def is_forbidden_name_character(char: str) -> bool:
 def activity_name(namespace: str, resource: str) -> str:
     """`{namespace}--{resource}`: the activity an sfncli worker for `resource` polls in `namespace`."""
     return f"{namespace}{NAME_SEPARATOR}{resource}"
+
+
+# Tags (Step Functions TagResource and CreateStateMachine `tags`)
+
+# "Maximum number of tags per resource: 50" (AWS Step Functions quotas; AWS General Reference,
+# "Tagging your AWS resources", which also gives the two lengths and the prefix below).
+MAX_TAGS_PER_RESOURCE = 50
+# Tag `key`: "Length Constraints: Minimum length of 1. Maximum length of 128."; `value`: "Minimum
+# length of 0. Maximum length of 256." (AWS Step Functions API Reference, Tag).
+MAX_TAG_KEY_LENGTH = 128
+MAX_TAG_VALUE_LENGTH = 256
+# "Do not use aws:, AWS:, or any upper or lowercase combination of such as a prefix for either keys
+# or values as it is reserved for AWS use." (AWS General Reference, tagging best practices).
+RESERVED_TAG_PREFIX = "aws:"
+# Tag key and value pattern `^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$` (AWS Step Functions API Reference,
+# Tag): letters, separators (spaces), numbers and these characters. Letters, numbers and spaces are
+# checked by `is_allowed_tag_character`.
+TAG_PUNCTUATION = frozenset("_.:/=+-@")
+
+
+def is_allowed_tag_character(char: str) -> bool:
+    """Whether AWS allows `char` in a tag key or value (see TAG_PUNCTUATION)."""
+    category = unicodedata.category(char)
+    return char in TAG_PUNCTUATION or category[0] in ("L", "N") or category in ("Zs", "Zl", "Zp")
 
 
 # Payloads (Step Functions)

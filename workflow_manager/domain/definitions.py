@@ -28,9 +28,10 @@ from typing import Any
 
 from workflow_manager.domain.aws import MAX_NAME_LENGTH, is_forbidden_name_character
 from workflow_manager.domain.errors import InvalidInput
-from workflow_manager.domain.inputs import string_tags
+from workflow_manager.domain.inputs import SERVICE_STATE_MACHINE_TAG_KEYS, check_tag_count, string_tags
 from workflow_manager.domain.models import Manager
 from workflow_manager.domain.states import (
+    check_nesting_depth,
     count_states,
     iter_states,
     list_field,
@@ -80,8 +81,8 @@ def validate_definition(
     """Raise InvalidInput unless the definition is valid; return its state machine unchanged.
 
     Checks in the reference's order (notes 1.2): the manager (a decode error there), the name, layer 1
-    (`validateStateMachine`), `StartAt`, layer 2 (pruning and transitions) with the count of pruned
-    states, then the contract's batch restriction, then `defaultTags`.
+    (`validateStateMachine`, after the nesting depth), `StartAt`, layer 2 (pruning and transitions)
+    with the count of pruned states, then the contract's batch restriction, then `defaultTags`.
     """
     manager_value = _manager(manager)
     if not name:
@@ -89,6 +90,8 @@ def validate_definition(
     validate_aws_name("WorkflowDefinition name", name)
     if not isinstance(state_machine, dict):
         raise InvalidInput("WorkflowDefinition `stateMachine` is required and must be an object")
+    # Before every recursive walk of the machine, which a deep one would overflow (RecursionError).
+    check_nesting_depth(state_machine)
     validate_state_machine(state_machine)
     if not state_machine.get("StartAt"):
         raise InvalidInput("StartAt is a required field")
@@ -113,8 +116,9 @@ def _manager(manager: Any) -> Manager:
 
 
 def validate_tags(tags: Any) -> None:
-    """`defaultTags` follow the tag rule (`inputs.string_tags`, the reference's `validateTagsMap`)."""
-    string_tags(tags)
+    """`defaultTags` follow the tag rule (`inputs.string_tags`, the reference's `validateTagsMap`),
+    and fit on a state machine beside the tags the service adds (AWS's limit per resource)."""
+    check_tag_count("defaultTags", string_tags(tags, field="defaultTags"), SERVICE_STATE_MACHINE_TAG_KEYS)
 
 
 # Layer 1: validateStateMachine

@@ -32,6 +32,13 @@ from workflow_manager.domain.errors import InvalidInput
 # Keys of a Map state that hold its iteration's state machine, in the order they are walked.
 MAP_PROCESSOR_KEYS = ("Iterator", "ItemProcessor")
 
+# How deep Parallel branches and Map iterators may nest: a state inside 40 of them is the deepest
+# allowed. Step Functions documents no such limit, but every walker here recurses once per level:
+# validation's deepcopy spends 8 frames of Python's 1,000-frame recursion limit per level and fails
+# near 120 levels, a RecursionError (500). No machine written by hand nests anywhere near 40. (The
+# emulator's ASL parser, in the served app, gives up from about 39 levels: a 400 at start.)
+MAX_NESTING_DEPTH = 40
+
 # The reference's messages (handler.go `validateStateMachine`), word for word.
 NO_STATES_MESSAGE = "Must define at least one state"
 NO_BRANCH_MESSAGE = "Parallel states must contain at least one branch"
@@ -115,6 +122,24 @@ def iter_states(state_machine: Any, depth: int = 0) -> Iterator[tuple[str, dict[
         yield state_name, state, depth
         for nested in nested_state_machines(state_name, state):
             yield from iter_states(nested, depth + 1)
+
+
+def check_nesting_depth(state_machine: Any) -> None:
+    """Raise InvalidInput, naming the first state found too deep, when a state is nested in more
+    than MAX_NESTING_DEPTH Parallel or Map states. Iterative, so that it can run before the
+    recursive walks it protects; malformed parts are left to the accessors' own messages."""
+    pending = [(state_machine, 0)]
+    while pending:
+        machine, depth = pending.pop()
+        for state_name, state in _states_or_empty(machine).items():
+            if not isinstance(state, dict):
+                continue
+            if depth > MAX_NESTING_DEPTH:
+                raise InvalidInput(
+                    f"state '{state_name}' is nested in {depth} Parallel and Map states, over the "
+                    f"limit of {MAX_NESTING_DEPTH}"
+                )
+            pending.extend((nested, depth + 1) for nested in _nested_or_empty(state_name, state))
 
 
 def count_states(state_machine: Any) -> int:

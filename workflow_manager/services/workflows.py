@@ -116,6 +116,8 @@ class WorkflowService:
         require_namespace(actor, namespace)
         queue = request.queue or "default"
         tags = {**definition.default_tags, **inputs.string_tags(request.tags)}
+        # The definition's tags count too: the workflow carries the merged map.
+        inputs.check_tag_count("tags", tags)
         workflow = Workflow(
             id=new_id(),
             workflow_definition=definition,
