@@ -192,3 +192,26 @@ def test_wfm_allowed_integrations_lets_its_prefixes_through(permissive_api):
     assert created.status_code == 201, created.text
     other = "arn:aws:states:::aws-sdk:s3:getObject"
     assert_refused(permissive_api.post("/workflow-definitions", definition(other)), other)
+
+
+@pytest.mark.parametrize("key", ["ItemReader", "ResultWriter"])
+def test_a_distributed_maps_reader_and_writer_are_held_to_the_list(key):
+    s3 = "arn:aws:states:::s3:getObject"
+    machine = {
+        "StartAt": "each",
+        "States": {
+            "each": {
+                "Type": "Map",
+                "ItemProcessor": task("echo"),
+                key: {"Resource": s3, "Parameters": {"Bucket": "b", "Key": "k"}},
+                "End": True,
+            }
+        },
+    }
+    with pytest.raises(InvalidInput) as raised:
+        IntegrationPolicy().check_state_machine(machine)
+    assert raised.value.message == (
+        f"state 'each' uses resource '{s3}', which is not an allowed integration"
+        " (an operator may allow it with WFM_ALLOWED_INTEGRATIONS)"
+    )
+    IntegrationPolicy(("arn:aws:states:::s3:",)).check_state_machine(machine)

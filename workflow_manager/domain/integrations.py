@@ -55,6 +55,8 @@ _INTEGRATION_ARN = re.compile(
     + "|".join(re.escape(s) for s in INTEGRATION_PATTERN_SUFFIXES if s)
     + r")?$"
 )
+# A distributed Map's parts that name a resource of their own (S3 reads and writes).
+DISTRIBUTED_MAP_RESOURCE_KEYS = ("ItemReader", "ResultWriter")
 HOW_TO_ALLOW = "an operator may allow it with WFM_ALLOWED_INTEGRATIONS"
 
 
@@ -76,20 +78,28 @@ class IntegrationPolicy:
         return ":" not in resource  # an activity or a state resource
 
     def check_state_machine(self, state_machine: Any) -> None:
-        """Raise InvalidInput naming the first Task state, at any depth, whose Resource is not allowed."""
+        """Raise InvalidInput naming the first state, at any depth, whose Resource is not allowed:
+        a Task's, and a distributed Map's `ItemReader` and `ResultWriter`, which run with the Step
+        Functions role too."""
         for state_name, state, _depth in iter_states(state_machine):
-            if state.get("Type") != "Task":
-                continue
-            resource = state.get("Resource")
-            if not isinstance(resource, str):
-                raise InvalidInput(
-                    f"state '{state_name}': Resource must be a string, not {type(resource).__name__}"
-                )
-            if not self.allows(resource):
-                raise InvalidInput(
-                    f"state '{state_name}' uses resource '{resource}', which is not an allowed"
-                    f" integration ({HOW_TO_ALLOW})"
-                )
+            if state.get("Type") == "Task":
+                self._check_resource(state_name, state.get("Resource"), "Resource")
+            elif state.get("Type") == "Map":
+                for key in DISTRIBUTED_MAP_RESOURCE_KEYS:
+                    part = state.get(key)
+                    if isinstance(part, dict) and "Resource" in part:
+                        self._check_resource(state_name, part["Resource"], f"{key}.Resource")
+
+    def _check_resource(self, state_name: str, resource: Any, field: str) -> None:
+        if not isinstance(resource, str):
+            raise InvalidInput(
+                f"state '{state_name}': {field} must be a string, not {type(resource).__name__}"
+            )
+        if not self.allows(resource):
+            raise InvalidInput(
+                f"state '{state_name}' uses resource '{resource}', which is not an allowed"
+                f" integration ({HOW_TO_ALLOW})"
+            )
 
     def check_uri(self, uri: str) -> None:
         """Raise InvalidInput unless a state resource's URI is allowed."""
