@@ -124,6 +124,17 @@ def app_config(**overrides):
     return config
 
 
+def beside_config(served_app, **overrides):
+    """A configuration for a second app on the session app's emulator (`backend="endpoint"`), for
+    tests that need other settings: a tokens file, allowed integrations, another namespace."""
+    return app_config(
+        backend="endpoint",
+        aws_endpoint=served_app.app.runtime.emulator.endpoint_url,
+        account_id="123456789012",
+        **overrides,
+    )
+
+
 @pytest.fixture(scope="session")
 def served_app():
     served = serve(app_config())

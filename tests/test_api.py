@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from tests.conftest import DATA, Api, app_config, load_fixture, serve, wait_for
+from tests.conftest import DATA, Api, app_config, beside_config, load_fixture, serve, wait_for
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -626,10 +626,8 @@ def test_body_over_the_limit_is_413(api):
 
 
 def test_request_over_the_timeout_is_503(served_app):
-    config = app_config(
-        backend="endpoint",
-        aws_endpoint=served_app.app.runtime.emulator.endpoint_url,
-        account_id="123456789012",
+    config = beside_config(
+        served_app,
         request_timeout_seconds=0.000001,
         start_workers=False,
         updater_enabled=False,

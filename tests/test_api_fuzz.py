@@ -11,20 +11,22 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.conftest import FIXTURES, app_config, serve
+from tests.conftest import FIXTURES, beside_config, serve
 
 SPEC = Path(__file__).parent.parent / "swagger.yml"
 schema = schemathesis.openapi.from_path(SPEC)
+# The same generated requests for both runs.
+FUZZ_SETTINGS = settings(
+    max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 ADMIN_TOKEN = "admin-secret"  # tests/fixtures/auth/tokens.yml
 
 
 @pytest.fixture(scope="module")
 def auth_base_url(served_app):
     served = serve(
-        app_config(
-            backend="endpoint",
-            aws_endpoint=served_app.app.runtime.emulator.endpoint_url,
-            account_id="123456789012",
+        beside_config(
+            served_app,
             auth_tokens_file=FIXTURES / "auth" / "tokens.yml",
             start_workers=False,
             default_namespace="fuzz-auth",
@@ -41,23 +43,13 @@ def check_response(case, response) -> None:
 
 
 @schema.parametrize()
-@settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-)
+@FUZZ_SETTINGS
 def test_generated_requests_never_get_a_server_error(case, api):
     check_response(case, case.call(base_url=api.base_url))
 
 
 @schema.parametrize()
-@settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-)
+@FUZZ_SETTINGS
 def test_generated_requests_with_auth_on_and_an_admin_token_never_get_a_server_error(case, auth_base_url):
     # The spec declares the bearer scheme, so schemathesis generates Authorization values of its
     # own (or none): the admin's token replaces them.

@@ -19,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import FIXTURES, Api, app_config, free_port, load_fixture, serve, wait_for
+from tests.conftest import FIXTURES, Api, app_config, beside_config, free_port, load_fixture, serve, wait_for
 from workflow_manager.api.spec import SPEC_PATH
 from workflow_manager.domain.access import OPERATION_PERMISSIONS, Principal, Role
 
@@ -56,10 +56,8 @@ class TokenApi(Api):
 
 @pytest.fixture(scope="module")
 def auth_app(served_app):
-    config = app_config(
-        backend="endpoint",
-        aws_endpoint=served_app.app.runtime.emulator.endpoint_url,
-        account_id="123456789012",
+    config = beside_config(
+        served_app,
         auth_tokens_file=TOKENS_FILE,
         start_workers=False,
         default_namespace=NAMESPACE,
@@ -370,10 +368,8 @@ def test_the_tokens_file_is_read_again_when_it_changes(served_app, tmp_path, cap
     tokens = tmp_path / "tokens.yml"
     tokens.write_text("tokens:\n  - {name: first, token: first-secret, roles: [reader]}\n")
     served = serve(
-        app_config(
-            backend="endpoint",
-            aws_endpoint=served_app.app.runtime.emulator.endpoint_url,
-            account_id="123456789012",
+        beside_config(
+            served_app,
             auth_tokens_file=tokens,
             start_workers=False,
             updater_enabled=False,
@@ -500,10 +496,8 @@ def test_token_create_prints_a_token_once_and_an_entry_the_service_accepts(serve
     tokens = tmp_path / "tokens.yml"
     tokens.write_text("tokens:\n" + "\n".join("  " + line for line in entry.splitlines()) + "\n")
     served = serve(
-        app_config(
-            backend="endpoint",
-            aws_endpoint=served_app.app.runtime.emulator.endpoint_url,
-            account_id="123456789012",
+        beside_config(
+            served_app,
             auth_tokens_file=tokens,
             start_workers=False,
             updater_enabled=False,

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from executor.activity_worker.pool import load_worker_specs
-from tests.conftest import DATA, Api, app_config, serve
+from tests.conftest import DATA, Api, beside_config, serve
 from workflow_manager.emulator.seeding import ensure_batch_environment, load_job_definitions
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -44,10 +44,8 @@ def examples_api(served_app, tmp_path_factory):
     )
     # A second app on the session's emulator, in its own namespace so that its workers (the ones
     # `make run` starts) and the test workers never take each other's tasks.
-    config = app_config(
-        backend="endpoint",
-        aws_endpoint=served_app.app.runtime.emulator.endpoint_url,
-        account_id="123456789012",
+    config = beside_config(
+        served_app,
         workers_file=workers_file,
         default_namespace="examples",
         start_workers=True,

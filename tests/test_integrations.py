@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import app_config, serve
+from tests.conftest import beside_config, serve
 from workflow_manager.domain.errors import InvalidInput
 from workflow_manager.domain.integrations import IntegrationPolicy
 
@@ -171,10 +171,8 @@ def permissive_api(served_app):
     from tests.conftest import Api
 
     served = serve(
-        app_config(
-            backend="endpoint",
-            aws_endpoint=served_app.app.runtime.emulator.endpoint_url,
-            account_id="123456789012",
+        beside_config(
+            served_app,
             allowed_integrations=ALLOW_IAM,
             start_workers=False,
             updater_enabled=False,
