@@ -21,13 +21,18 @@ from workflow_manager.domain.errors import (
     WorkflowManagerError,
 )
 
-UNAVAILABLE_ERROR_CODES = frozenset(
+# A request refused with one of these was not run: retrying it cannot do its work twice.
+THROTTLING_ERROR_CODES = frozenset(
     {
         "ThrottlingException",
         "Throttling",
         "TooManyRequestsException",
         "ProvisionedThroughputExceededException",
         "RequestLimitExceeded",
+    }
+)
+UNAVAILABLE_ERROR_CODES = THROTTLING_ERROR_CODES | frozenset(
+    {
         "ServiceUnavailable",
         "ServiceUnavailableException",
         "InternalFailure",

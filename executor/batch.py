@@ -34,6 +34,7 @@ of at least 60 s).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -42,7 +43,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from executor import aws_errors, batch_plan, batch_results, sfn_naming
 from executor.batch_results import BatchResultsTable
-from executor.interface import ExecutionReport, StartAbandoned, StartedExecution, require_manager
+from executor.interface import (
+    ExecutionReport,
+    StartAbandoned,
+    StartedExecution,
+    StartInterrupted,
+    StartProgress,
+    require_manager,
+)
 from executor.rate_limit import TokenBucket
 from workflow_manager.domain.aws import (
     DESCRIBE_JOBS_MAX_IDS,
@@ -80,6 +88,17 @@ DEFAULT_QUEUE_NAME = "default"
 # The prefix cancel() gives a job's reason, and by which the status mapping knows a user's cancel.
 ABORTED_BY_USER_PREFIX = "ABORTED_BY_USER"
 SUBMISSION_FAILED_PREFIX = "SUBMISSION_FAILED"
+# Every submitted job carries its workflow's id in this tag: how a retried or resumed submission
+# recognises the jobs it already submitted (SubmitJob takes no idempotency token), and how an
+# operator finds a workflow's jobs in the Batch console.
+WORKFLOW_ID_TAG = "workflow-manager:workflow-id"
+# SubmitJob attempts (the submit client makes one attempt per call; see BatchExecutor._submit),
+# and the first backoff, doubled after each attempt.
+SUBMIT_ATTEMPTS = 5
+SUBMIT_RETRY_BASE_SECONDS = 0.2
+# A job of this workflow cannot be older than the workflow's record (saved before any SubmitJob),
+# give or take the clocks of the replica and of Batch.
+CLOCK_SKEW_MS = 5 * 60 * 1000
 
 # Batch job status -> job status (the reference's taskStatus, notes 4.5). FAILED depends on why: see
 # job_status_from_batch.
@@ -172,11 +191,17 @@ class BatchExecutor:
         custom_queues: Mapping[str, str] | None = None,
         lookup_state_resource: Callable[[str, str], StateResource | None] | None = None,
         submit_limiter: TokenBucket | None = None,
+        submit_client: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         """`default_queue` is the job queue (name or ARN) of the workflow queue `default` (the
         reference's DEFAULT_BATCH_QUEUE); `custom_queues` maps other workflow queues to job queues
         (its CUSTOM_BATCH_QUEUES)."""
         self._batch = batch_client
+        # SubmitJob goes through a client that makes one attempt per call (`submit_client`, by
+        # default `batch_client`), so that this executor's own retry can look before resubmitting.
+        self._submitter = submit_client or batch_client
+        self._sleep = sleep
         self._results = results
         self._default_queue = default_queue
         self._custom_queues = dict(custom_queues or {})
@@ -260,53 +285,181 @@ class BatchExecutor:
         require_manager(definition, Manager.BATCH, "Batch")
         batch_plan.validate_batch_definition(definition.state_machine)
 
-    def start(self, workflow: Workflow) -> StartedExecution:
+    def start(
+        self, workflow: Workflow, progress: StartProgress | None = None, resuming: bool = False
+    ) -> StartedExecution:
+        """Submit one job per planned state, in plan order. `progress` hears of the jobs submitted
+        so far before each SubmitJob. Resuming, the jobs recorded on the workflow are adopted, and
+        the states after them are looked up in Batch (by job name and WORKFLOW_ID_TAG) until the
+        first one that has no job: jobs are submitted one at a time in plan order, so an attempt
+        that died submitted a prefix of the plan, of which its last records may be missing."""
         submissions = self._submissions(workflow)
+        recorded = {job.state: job for job in workflow.jobs} if resuming else {}
+        looking_up = resuming
         job_ids: dict[str, str] = {}
         submitted: list[Job] = []
-        for planned, resource, request in submissions:
-            dependency_ids = [job_ids[state] for state in planned.depends_on]
-            request = {
-                **request,
-                "dependsOn": [{"jobId": job_id} for job_id in dependency_ids],
-                "containerOverrides": {
-                    "environment": self._environment(workflow, planned.state_name, dependency_ids)
-                },
-            }
+        try:
+            for planned, resource, request in submissions:
+                dependency_ids = [job_ids[state] for state in planned.depends_on]
+                request = {
+                    **request,
+                    "dependsOn": [{"jobId": job_id} for job_id in dependency_ids],
+                    "containerOverrides": {
+                        "environment": self._environment(workflow, planned.state_name, dependency_ids)
+                    },
+                    "tags": {WORKFLOW_ID_TAG: workflow.id},
+                }
+                job = recorded.get(planned.state_name)
+                if job is None and looking_up:
+                    job = self._find_submitted(workflow, planned.state_name, resource, request, job_ids)
+                    looking_up = job is not None
+                if job is None:
+                    job = self._submit(
+                        workflow,
+                        planned.state_name,
+                        resource,
+                        request,
+                        job_ids,
+                        lambda: progress(list(submitted)) if progress is not None else None,
+                    )
+                job_ids[planned.state_name] = job.id
+                submitted.append(job)
+        except StartInterrupted as interrupted:
+            if interrupted.terminate:
+                self._abandon(workflow, submitted, interrupted.reason, ABORTED_BY_USER_PREFIX)
+            interrupted.jobs = submitted
+            raise
+        except BackendUnavailable as unavailable:
+            if not resuming:
+                raise self._abandoned(workflow, submitted, len(submissions), unavailable)
+            # Finishing another attempt's start: what it submitted is kept for the next attempt,
+            # rather than terminated because Batch is unavailable for a moment.
+            interrupted = StartInterrupted(unavailable.message, terminate=False)
+            interrupted.jobs = submitted
+            raise interrupted from unavailable
+        except WorkflowManagerError as translated:
+            raise self._abandoned(workflow, submitted, len(submissions), translated)
+        return StartedExecution(jobs=submitted)
+
+    def _abandoned(
+        self, workflow: Workflow, submitted: list[Job], planned: int, translated: WorkflowManagerError
+    ) -> WorkflowManagerError | StartAbandoned:
+        """Terminate what a failed start submitted; the error to raise for it."""
+        self._abandon(workflow, submitted, translated.message)
+        error = type(translated)(
+            f"{translated.message} ({len(submitted)} of {planned} jobs had been submitted and were terminated)"
+        )
+        error.__cause__ = translated.__cause__
+        if not submitted:  # nothing ran: the plain domain error
+            return error
+        abandoned = StartAbandoned(error, submitted)
+        abandoned.__cause__ = error
+        return abandoned
+
+    def _submit(
+        self,
+        workflow: Workflow,
+        state_name: str,
+        resource: StateResource,
+        request: dict[str, Any],
+        adopted: Mapping[str, str],
+        before_each_attempt: Callable[[], None],
+    ) -> Job:
+        """One SubmitJob, retried here rather than by botocore (the submit client makes one
+        attempt per call): SubmitJob takes no idempotency token, so before a retry that follows
+        an answer that may have been lost (a timeout, a dropped connection, an AWS-side fault), the
+        job is looked up first, and adopted when the first attempt did submit it. Throttling is
+        retried without a look: a throttled request was not run. `before_each_attempt` is the
+        start's progress report (it may stop the start)."""
+        action = f"SubmitJob for state '{state_name}'"
+        for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+            before_each_attempt()
             self._limiter.acquire()
             try:
-                response = self._batch.submit_job(**request)
-            except (ClientError, BotoCoreError) as err:
-                translated = translate_aws_error(
-                    err, f"SubmitJob for state '{planned.state_name}'", client_fault_is_input=True
-                )
-                self._abandon(workflow, submitted, translated.message)
-                error = type(translated)(
-                    f"{translated.message} ({len(submitted)} of {len(submissions)} jobs had been "
-                    "submitted and were terminated)"
-                )
-                if not submitted:  # nothing ran: the plain domain error
-                    raise error from err
-                error.__cause__ = err
-                raise StartAbandoned(error, submitted) from error
-            job_ids[planned.state_name] = response["jobId"]
-            submitted.append(
-                Job(
+                response = self._submitter.submit_job(**request)
+            except ClientError as err:
+                code = aws_errors.error_code(err)
+                status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+                throttled = code in aws_errors.THROTTLING_ERROR_CODES or status == 429
+                answer_may_be_lost = not throttled and status >= 500
+                if (not throttled and not answer_may_be_lost) or attempt == SUBMIT_ATTEMPTS:
+                    raise translate_aws_error(err, action, client_fault_is_input=True) from err
+            except BotoCoreError as err:
+                if attempt == SUBMIT_ATTEMPTS:
+                    raise translate_aws_error(err, action) from err
+                answer_may_be_lost = True
+            else:
+                return Job(
                     id=response["jobId"],
-                    state=planned.state_name,
+                    state=state_name,
                     name=request["jobName"],
                     status=JobStatus.CREATED,
                     state_resource=resource,
                 )
-            )
-        return StartedExecution(jobs=submitted)
+            self._sleep(SUBMIT_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+            if answer_may_be_lost:
+                found = self._find_submitted(workflow, state_name, resource, request, adopted)
+                if found is not None:
+                    log.info(
+                        "SubmitJob for %s of workflow %s had landed: adopted %s",
+                        state_name,
+                        workflow.id,
+                        found.id,
+                    )
+                    return found
+        raise AssertionError("unreachable")
 
-    def _abandon(self, workflow: Workflow, submitted: list[Job], reason: str) -> None:
-        """Compensate a start that failed part-way: terminate what was submitted (TerminateJob
-        cancels a job that has not started and stops one that has), dependents first."""
+    def _find_submitted(
+        self,
+        workflow: Workflow,
+        state_name: str,
+        resource: StateResource,
+        request: dict[str, Any],
+        adopted: Mapping[str, str],
+    ) -> Job | None:
+        """The job an earlier SubmitJob of this request created, if any: listed by job name in
+        the job queue, told apart by WORKFLOW_ID_TAG. Two states whose names map to one job name
+        were submitted in plan order, so the oldest job not adopted yet is this state's."""
+        taken = set(adopted.values())
+        created_after = workflow.created_at.timestamp() * 1000 - CLOCK_SKEW_MS if workflow.created_at else 0
+        try:
+            candidates = [
+                summary["jobId"]
+                for page in self._batch.get_paginator("list_jobs").paginate(
+                    jobQueue=request["jobQueue"],
+                    filters=[{"name": "JOB_NAME", "values": [request["jobName"]]}],
+                )
+                for summary in page.get("jobSummaryList", [])
+                if summary["jobId"] not in taken and (summary.get("createdAt") or 0) >= created_after
+            ]
+        except (ClientError, BotoCoreError) as err:
+            raise translate_aws_error(err, f"ListJobs for state '{state_name}'") from err
+        ours = [
+            job
+            for job in self._describe(candidates).values()
+            if (job.get("tags") or {}).get(WORKFLOW_ID_TAG) == workflow.id
+            and job.get("jobName") == request["jobName"]
+        ]
+        if not ours:
+            return None
+        first = min(ours, key=lambda job: job.get("createdAt") or 0)
+        return Job(
+            id=first["jobId"],
+            state=state_name,
+            name=request["jobName"],
+            status=JobStatus.CREATED,
+            state_resource=resource,
+        )
+
+    def _abandon(
+        self, workflow: Workflow, submitted: list[Job], reason: str, prefix: str = SUBMISSION_FAILED_PREFIX
+    ) -> None:
+        """Compensate a start that failed part-way (or was cancelled): terminate what was
+        submitted (TerminateJob cancels a job that has not started and stops one that has),
+        dependents first."""
         for job in reversed(submitted):
             try:
-                self._batch.terminate_job(jobId=job.id, reason=f"{SUBMISSION_FAILED_PREFIX}: {reason}"[:1024])
+                self._batch.terminate_job(jobId=job.id, reason=f"{prefix}: {reason}"[:1024])
             except (ClientError, BotoCoreError):
                 log.exception("could not terminate job %s of workflow %s", job.id, workflow.id)
 

@@ -10,10 +10,16 @@ Contract (checked against every implementation by `tests/test_executor_contract.
 - A start that fails before anything ran raises the domain error itself; one that fails after it
   created work (Batch jobs, terminated again) raises StartAbandoned with that work, so the caller
   can record it instead of losing track of it.
+- `progress`, when given, is called before each piece of work is created, with the work created
+  so far: the caller records it (so that a crash leaves nothing it cannot see or cancel) and may
+  stop the start by raising StartInterrupted.
+- `resuming=True` finishes a start that another attempt began (it may have died part-way): work
+  that attempt created is found and adopted, never created twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -59,16 +65,36 @@ class StartAbandoned(Exception):
         self.jobs = jobs
 
 
+class StartInterrupted(Exception):
+    """Raised by a start's `progress` callback to stop the start. With `terminate`, the work
+    created so far is stopped (the workflow was cancelled meanwhile); without it, that work is left
+    as it is (another attempt took the start over and adopts it). The executor sets `jobs` to the
+    work it had created and re-raises."""
+
+    def __init__(self, reason: str, terminate: bool):
+        super().__init__(reason)
+        self.reason = reason
+        self.terminate = terminate
+        self.jobs: list[Job] = []
+
+
+# What a start reports before creating each piece of work: the jobs created so far.
+StartProgress = Callable[[list[Job]], None]
+
+
 class Executor(Protocol):
     def validate_definition(self, definition: WorkflowDefinition) -> None:
         """Raise InvalidInput when this executor cannot run the definition (checked when a
         definition is saved, so that a start never fails for it)."""
 
-    def start(self, workflow: Workflow) -> StartedExecution:
-        """Start the workflow's execution and return what was created; the workflow is left as it
-        was. Raises InvalidInput when the backend rejects the caller's input,
-        BackendUnavailable/BackendError otherwise, and StartAbandoned when it fails after work
-        was created."""
+    def start(
+        self, workflow: Workflow, progress: StartProgress | None = None, resuming: bool = False
+    ) -> StartedExecution:
+        """Start the workflow's execution and return what was created (all of it, with what a
+        resumed start adopted); the workflow is left as it was. Raises InvalidInput when the
+        backend rejects the caller's input, BackendUnavailable/BackendError otherwise,
+        StartAbandoned when it fails after work was created, and StartInterrupted when
+        `progress` stopped it."""
 
     def cancel(self, workflow: Workflow, reason: str) -> None:
         """Stop the workflow's execution; returns once the backend has stopped it. Raises NotFound

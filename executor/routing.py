@@ -4,7 +4,7 @@ the services cannot tell routing from a single backend."""
 
 from __future__ import annotations
 
-from executor.interface import ExecutionReport, Executor, StartedExecution
+from executor.interface import ExecutionReport, Executor, StartedExecution, StartProgress
 from workflow_manager.domain.errors import InvalidInput
 from workflow_manager.domain.models import Manager, Workflow, WorkflowDefinition
 
@@ -26,8 +26,10 @@ class ExecutorRouter:
     def validate_definition(self, definition: WorkflowDefinition) -> None:
         self._for(definition).validate_definition(definition)
 
-    def start(self, workflow: Workflow) -> StartedExecution:
-        return self._for(workflow.workflow_definition).start(workflow)
+    def start(
+        self, workflow: Workflow, progress: StartProgress | None = None, resuming: bool = False
+    ) -> StartedExecution:
+        return self._for(workflow.workflow_definition).start(workflow, progress, resuming)
 
     def cancel(self, workflow: Workflow, reason: str) -> None:
         self._for(workflow.workflow_definition).cancel(workflow, reason)

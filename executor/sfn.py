@@ -21,7 +21,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from executor import aws_errors, sfn_history, sfn_naming
-from executor.interface import ExecutionReport, StartedExecution, require_manager
+from executor.interface import (
+    ExecutionReport,
+    StartedExecution,
+    StartInterrupted,
+    StartProgress,
+    require_manager,
+)
 from workflow_manager.domain import inputs
 from workflow_manager.domain.aws import MAX_HISTORY_PAGE_SIZE
 from workflow_manager.domain.errors import (
@@ -173,9 +179,19 @@ class StepFunctionsExecutor:
         that routed wrongly) is refused."""
         require_manager(definition, Manager.STEP_FUNCTIONS, "Step Functions")
 
-    def start(self, workflow: Workflow) -> StartedExecution:
+    def start(
+        self, workflow: Workflow, progress: StartProgress | None = None, resuming: bool = False
+    ) -> StartedExecution:
         """Creates the state machine (and its activities) when missing, then the execution. No
-        jobs are returned: they appear in the execution history as it runs."""
+        jobs are returned: they appear in the execution history as it runs. Resuming needs nothing
+        more: the execution is named after the workflow, and an existing one of this workflow's
+        with its input counts as started."""
+        if progress is not None:
+            try:
+                progress([])
+            except StartInterrupted as interrupted:
+                interrupted.jobs = []
+                raise
         state_machine_arn = self._describe_or_create_state_machine(workflow)
         execution_input = inputs.execution_input(workflow.input, workflow.id)
         try:

@@ -88,6 +88,11 @@ class Config:
     default_namespace: str = "default"
     max_body_bytes: int = 1024 * 1024
     request_timeout_seconds: float = 5.0
+    # A start request waits this long for its start (services.starts.START_WAIT_SECONDS, within
+    # the request timeout) before answering `queued` and finishing it in the background; a start
+    # whose replica died is taken over once its claim (renewed while it works) is this old.
+    start_wait_seconds: float = 3.0
+    start_lease_seconds: float = 60.0
     # The background updater: how often it wakes, and the bounds of each workflow's check interval.
     updater_enabled: bool = True
     updater_tick_seconds: float = 0.5
@@ -244,6 +249,8 @@ _ENVIRONMENT: list[tuple[str, tuple[str, ...], Callable[[str], Any]]] = [
     ("default_namespace", ("WFM_NAMESPACE",), str),
     ("max_body_bytes", ("WFM_MAX_BODY_BYTES",), int),
     ("request_timeout_seconds", ("WFM_REQUEST_TIMEOUT_SECONDS",), float),
+    ("start_wait_seconds", ("WFM_START_WAIT_SECONDS",), float),
+    ("start_lease_seconds", ("WFM_START_LEASE_SECONDS",), float),
     ("updater_enabled", ("WFM_UPDATER",), _bool),
     ("workers_file", ("WFM_WORKERS_FILE",), _optional_path),
     ("start_workers", ("WFM_START_WORKERS",), _bool),

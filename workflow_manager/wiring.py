@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -50,6 +51,17 @@ RETRY_CONFIG = BotoConfig(
     retries={"mode": "standard", "max_attempts": 5},
     connect_timeout=5,
     read_timeout=70,
+    max_pool_connections=50,
+)
+
+# SubmitJob takes no idempotency token: botocore's retry of a call whose answer was lost would
+# submit the job twice. The Batch executor retries SubmitJob itself, looking for the job before
+# each retry (executor.batch.BatchExecutor._submit); the short read timeout keeps one call well
+# inside a start claim's lease.
+SUBMIT_JOB_CONFIG = BotoConfig(
+    retries={"mode": "standard", "total_max_attempts": 1},
+    connect_timeout=5,
+    read_timeout=15,
     max_pool_connections=50,
 )
 
@@ -142,7 +154,13 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
     if config.batch_enabled:
         executors[Manager.BATCH] = _build_batch_executor(config, clients, lookup_state_resource)
     executor = ExecutorRouter(executors)
-    workflows = WorkflowService(store, executor, config.default_namespace)
+    workflows = WorkflowService(
+        store,
+        executor,
+        config.default_namespace,
+        start_lease=timedelta(seconds=config.start_lease_seconds),
+        start_wait_seconds=min(config.start_wait_seconds, config.request_timeout_seconds),
+    )
 
     def check_health() -> None:
         store.check_health()
@@ -235,6 +253,7 @@ def _build_batch_executor(
     return BatchExecutor(
         batch_client,
         results,
+        submit_client=clients.client("batch", config=SUBMIT_JOB_CONFIG),
         default_queue=config.batch_default_queue,
         custom_queues=config.batch_custom_queues,
         lookup_state_resource=lookup_state_resource,

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from workflow_manager.domain.schemas import format_time
+from workflow_manager.domain.models import StartClaim
+from workflow_manager.domain.schemas import format_time, parse_time
 
 # The payload bytes one item carries: leaves ~59 KB of DYNAMODB_ITEM_LIMIT for the keys and the small
 # attributes (names under 80 characters, times, counts).
@@ -91,3 +92,18 @@ def manifest_from_json(data: dict[str, Any] | None) -> list[ManifestEntry]:
         return []
     tokens = data["tokens"]
     return [ManifestEntry(tokens[row[0]], row[1], row[2] if len(row) > 2 else 1) for row in data["jobs"]]
+
+
+# A workflow's start claim (not on the wire, so not in the workflow's wire JSON).
+
+
+def start_claim_to_json(claim: StartClaim | None) -> dict[str, str] | None:
+    if claim is None:
+        return None
+    return {"owner": claim.owner, "expiresAt": format_time(claim.expires_at)}
+
+
+def start_claim_from_json(data: dict[str, str] | None) -> StartClaim | None:
+    if not data:
+        return None
+    return StartClaim(owner=data["owner"], expires_at=parse_time(data["expiresAt"]))

@@ -38,6 +38,8 @@ from store.dynamodb.codec import (
     new_token,
     pack,
     split_parts,
+    start_claim_from_json,
+    start_claim_to_json,
     unpack,
 )
 from store.dynamodb.retry import RetryPolicy, describe_error, is_transient, store_error_code
@@ -450,7 +452,13 @@ class DynamoDbStore:
 
         document = replace(workflow, jobs=[], created_at=created_at, last_updated=last_updated)
         doc_parts = split_parts(
-            pack({"workflow": dump_workflow(document), "jobs": manifest_to_json(manifest)})
+            pack(
+                {
+                    "workflow": dump_workflow(document),
+                    "jobs": manifest_to_json(manifest),
+                    "startClaim": start_claim_to_json(workflow.start_claim),
+                }
+            )
         )
         fresh.extend(
             jobs_table(
@@ -598,6 +606,7 @@ class DynamoDbStore:
     def _load(self, item: Any, with_jobs: bool) -> Workflow:
         document = self._read_document(item)
         workflow = load_workflow(document["workflow"])
+        workflow.start_claim = start_claim_from_json(document.get("startClaim"))
         if with_jobs:
             workflow.jobs = self._read_jobs(item.id, manifest_from_json(document.get("jobs")))
         if item.revision is not None:

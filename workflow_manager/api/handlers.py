@@ -13,6 +13,7 @@ from connexion import request
 
 from store.interface import WorkflowQuery
 from workflow_manager.api.auth import current_principal
+from workflow_manager.api.middleware import REQUEST_DEADLINE_SCOPE_KEY
 from workflow_manager.domain import schemas
 from workflow_manager.domain.errors import InvalidInput
 from workflow_manager.domain.models import Manager, WorkflowStatus
@@ -38,7 +39,9 @@ def _definition_draft(body: dict[str, Any]) -> DefinitionDraft:
     )
 
 
-def _start_request(body: dict[str, Any], idempotency_key: str | None = None) -> StartRequest:
+def _start_request(
+    body: dict[str, Any], idempotency_key: str | None = None, deadline: float | None = None
+) -> StartRequest:
     ref = body.get("workflowDefinition")
     ref = ref if isinstance(ref, dict) else {}
     return StartRequest(
@@ -49,6 +52,7 @@ def _start_request(body: dict[str, Any], idempotency_key: str | None = None) -> 
         input=body.get("input"),
         tags=body.get("tags"),
         idempotency_key=idempotency_key,
+        deadline=deadline,
     )
 
 
@@ -110,7 +114,10 @@ class Handlers:
         # A header parameter (validated by the spec, 1-255 characters); Connexion passes handlers
         # only path, query and body parameters.
         key = request.headers.get("Idempotency-Key")
-        workflow = self._workflows.start(_start_request(_required_body(body), key), current_principal())
+        deadline = request.scope.get("extensions", {}).get(REQUEST_DEADLINE_SCOPE_KEY)
+        workflow = self._workflows.start(
+            _start_request(_required_body(body), key, deadline), current_principal()
+        )
         return schemas.dump_workflow(workflow), 200
 
     def start_job(self, body=None):

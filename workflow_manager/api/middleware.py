@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 # Methods that do not change anything (RFC 9110 "safe"); every other request is state-changing, and
 # is what the browser guard checks and the audit log records.
@@ -28,6 +29,11 @@ async def send_json_error(send, status: int, message: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+# Where RequestLimitsMiddleware leaves the request's deadline (time.monotonic()) in the ASGI scope's
+# extensions.
+REQUEST_DEADLINE_SCOPE_KEY = "wfm_deadline"
 
 
 class RequestLimitsMiddleware:
@@ -73,6 +79,11 @@ class RequestLimitsMiddleware:
                 response_started = True
             await send(message)
 
+        # Handlers whose work could outlast the timeout (a start) read the deadline, so that they
+        # answer before it with what they have done, rather than go on after the 503.
+        scope.setdefault("extensions", {})[REQUEST_DEADLINE_SCOPE_KEY] = (
+            time.monotonic() + self.timeout_seconds
+        )
         try:
             await asyncio.wait_for(self.app(scope, limited_receive, tracking_send), self.timeout_seconds)
         except _BodyTooLarge:

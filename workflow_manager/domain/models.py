@@ -137,6 +137,21 @@ class WorkflowDefinition:
         return self.state_machine.get("StartAt", "")
 
 
+@dataclass(frozen=True)
+class StartClaim:
+    """Who is starting a workflow, and until when (a lease). A workflow is saved with a claim
+    before anything is started, and the claim is cleared by the write that records the finished
+    start: a claim on a saved workflow is the durable intent to start it. The owner renews the
+    claim while it works; once it has expired, any replica may take the start over (its owner
+    died) and finish it. `owner` is one start attempt's token, not a replica's."""
+
+    owner: str
+    expires_at: datetime
+
+    def expired(self, now: datetime) -> bool:
+        return now >= self.expires_at
+
+
 @dataclass
 class Workflow:
     id: str
@@ -156,6 +171,8 @@ class Workflow:
     status_reason: str = ""
     output: str = ""
     jobs: list[Job] = field(default_factory=list)
+    # Set while the start is not finished (see StartClaim). Never on the wire.
+    start_claim: StartClaim | None = None
     # Optimistic-concurrency token, owned by the store: a write succeeds only when the revision it
     # read is still current. Never on the wire.
     revision: int = 0

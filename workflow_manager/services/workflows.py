@@ -3,8 +3,10 @@ executor ports. Rules that are data live in `workflow_manager.domain.status`; de
 `workflow_manager.domain.definitions`; input rules in `workflow_manager.domain.inputs`.
 
 Pitfalls this module guards against:
-- Save before start: a workflow is saved before its execution starts, so no execution runs unknown
-  to the service; when the start fails the record is deleted before the error reaches the caller.
+- Save before start: a workflow is saved (with its start claim) before its execution starts, so no
+  execution runs unknown to the service; when the start fails while the caller waits, the record
+  is deleted before the error reaches the caller. The start itself runs on the StartRunner
+  (`workflow_manager.services.starts`), which outlives the request when it must.
 - Read-modify-write on workflows goes through `_mutate_workflow`, which retries on a concurrent
   update (the API and the background updater write the same records).
 """
@@ -47,6 +49,7 @@ from workflow_manager.domain.status import (
     transition_allowed,
     workflow_is_done,
 )
+from workflow_manager.services.starts import START_LEASE, START_WAIT_SECONDS, StartRunner
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,10 @@ class StartRequest:
     input: Any = None
     tags: Any = None
     idempotency_key: str | None = None
+    # When the request is answered 503 (time.monotonic()): a start that cannot finish by then is
+    # answered `queued` and finished in the background, or, when even the save took that long,
+    # undone (the caller will see a 503: it must be told the truth, that nothing started).
+    deadline: float | None = None
 
 
 class WorkflowService:
@@ -91,6 +98,8 @@ class WorkflowService:
         default_namespace: str,
         zombie_window: timedelta = ZOMBIE_WINDOW,
         max_concurrent_history_reads: int = MAX_CONCURRENT_HISTORY_READS,
+        start_lease: timedelta = START_LEASE,
+        start_wait_seconds: float = START_WAIT_SECONDS,
     ):
         self._history_reads = (
             threading.BoundedSemaphore(max_concurrent_history_reads) if max_concurrent_history_reads else None
@@ -99,6 +108,9 @@ class WorkflowService:
         self._executor = executor
         self._default_namespace = default_namespace
         self._zombie_window = zombie_window
+        self._starts = StartRunner(
+            store, executor, self._mutate_workflow, lease=start_lease, wait_seconds=start_wait_seconds
+        )
 
     # Start, resume
 
@@ -127,11 +139,11 @@ class WorkflowService:
             tags=tags,
         )
         if not request.idempotency_key:
-            self._save_and_start(workflow)
+            self._save_and_start(workflow, deadline=request.deadline)
             return workflow
-        return self._start_once(workflow, actor.name, request.idempotency_key)
+        return self._start_once(workflow, actor.name, request.idempotency_key, request.deadline)
 
-    def _start_once(self, workflow: Workflow, caller: str, key: str) -> Workflow:
+    def _start_once(self, workflow: Workflow, caller: str, key: str, deadline: float | None) -> Workflow:
         """Start the workflow an Idempotency-Key names, or return the one it already started. The
         id comes from the key, so of concurrent repeats exactly one save succeeds."""
         workflow.id = idempotent_workflow_id(caller, key)
@@ -139,7 +151,7 @@ class WorkflowService:
             existing = self._store.get_workflow(workflow.id)
         except NotFound:
             try:
-                self._save_and_start(workflow)
+                self._save_and_start(workflow, deadline=deadline)
                 return workflow
             except Conflict:
                 try:  # a concurrent repeat saved it first; or the start itself conflicted
@@ -166,12 +178,17 @@ class WorkflowService:
             )
         return existing
 
-    def _save_and_start(self, workflow: Workflow, claim: Callable[[], None] | None = None) -> None:
+    def _save_and_start(
+        self, workflow: Workflow, claim: Callable[[], None] | None = None, deadline: float | None = None
+    ) -> None:
         """Save, then start. When the start fails before anything ran, the record is deleted; when
         an executor had already submitted work (Batch jobs, terminated again), the workflow is
         kept as failed with the reason, so nothing ever ran unknown to the service. `claim` runs
         between the save and the start (a resume links itself to the original there); when it
-        raises, the saved record is deleted and nothing starts."""
+        raises, the saved record is deleted and nothing starts. A start that does not finish
+        within the wait (see StartRunner) goes on in the background: the workflow is returned
+        `queued`, and its record is brought up to date as the start proceeds."""
+        workflow.start_claim = self._starts.new_claim()
         self._store.save_workflow(workflow)
         if claim is not None:
             try:
@@ -179,8 +196,15 @@ class WorkflowService:
             except BaseException:
                 self._delete_stray(workflow)
                 raise
+        wait_seconds = self._starts.wait_seconds(deadline)
+        if wait_seconds <= 0:
+            # The save took the request's whole time: it is answered 503, so nothing may start.
+            self._delete_stray(workflow)
+            raise BackendUnavailable(
+                f"the request ran out of time before workflow {workflow.id} started; nothing was started"
+            )
         try:
-            started = self._executor.start(workflow)
+            self._starts.start(workflow, wait_seconds)
         except StartAbandoned as abandoned:
             err = abandoned.error
             self._record_failed_start(workflow, abandoned.jobs, err)
@@ -188,12 +212,6 @@ class WorkflowService:
         except BaseException:
             self._delete_stray(workflow)
             raise
-        if started.jobs:
-            # Executors that submit work up front (Batch) return it; it is recorded on the workflow.
-            jobs = started.jobs
-            saved = self._mutate_workflow(workflow.id, lambda wf: setattr(wf, "jobs", jobs))
-            workflow.jobs = jobs
-            workflow.revision, workflow.last_updated = saved.revision, saved.last_updated
 
     def _delete_stray(self, workflow: Workflow) -> None:
         try:
@@ -204,6 +222,7 @@ class WorkflowService:
     def _record_failed_start(self, workflow: Workflow, jobs: list[Job], err: WorkflowManagerError) -> None:
         def fail(current: Workflow) -> None:
             current.jobs = jobs
+            current.start_claim = None
             current.status = WorkflowStatus.FAILED
             current.status_reason = err.message
             current.stopped_at = utc_now()
@@ -376,8 +395,14 @@ class WorkflowService:
             return True
 
     def refresh(self, workflow_id: str) -> Workflow:
-        """Bring a workflow's status and jobs in line with its execution, and save what changed."""
+        """Bring a workflow's status and jobs in line with its execution, and save what changed. A
+        workflow still starting is left to its start; one whose start was left unfinished (its
+        claim expired: the replica starting it died) is taken over and finished."""
         workflow = self._store.get_workflow(workflow_id)
+        if workflow.start_claim is not None:
+            if workflow.start_claim.expired(utc_now()):
+                self._starts.take_over(workflow)
+            return workflow
         report = self._executor.report(workflow, include_jobs=True)
         return self._mutate_workflow(workflow_id, lambda wf: self._apply_report(wf, report))
 
