@@ -331,14 +331,16 @@ class BatchExecutor:
             raise
         except BackendUnavailable as unavailable:
             if not resuming:
-                raise self._abandoned(workflow, submitted, len(submissions), unavailable)
+                failed = self._abandoned(workflow, submitted, len(submissions), unavailable)
+                raise failed from failed.__cause__
             # Finishing another attempt's start: what it submitted is kept for the next attempt,
             # rather than terminated because Batch is unavailable for a moment.
             interrupted = StartInterrupted(unavailable.message, terminate=False)
             interrupted.jobs = submitted
             raise interrupted from unavailable
         except WorkflowManagerError as translated:
-            raise self._abandoned(workflow, submitted, len(submissions), translated)
+            failed = self._abandoned(workflow, submitted, len(submissions), translated)
+            raise failed from failed.__cause__
         return StartedExecution(jobs=submitted)
 
     def _abandoned(

@@ -23,7 +23,7 @@ from botocore.config import Config as BotoConfig
 
 from executor.batch import BatchExecutor
 from executor.batch_results import BatchResultsTable
-from executor.interface import ExecutionReport, Executor, StartedExecution
+from executor.interface import ExecutionReport, Executor, StartedExecution, StartInterrupted
 from executor.routing import ExecutorRouter
 from executor.sfn import StepFunctionsExecutor
 from tests.conftest import FIXTURES, wait_for
@@ -292,6 +292,35 @@ def test_cancel_of_a_running_workflow_leads_to_a_cancelled_report(backend: Backe
     report = backend.terminal_report(workflow)
 
     assert report.status == WorkflowStatus.CANCELLED
+
+
+def test_progress_hears_before_any_work_is_created_and_can_stop_the_start(backend: Backend):
+    workflow = backend.workflow(backend.runnable)
+    heard: list[list] = []
+
+    def stop(jobs):
+        heard.append(list(jobs))
+        raise StartInterrupted("cancelled while starting", terminate=True)
+
+    with pytest.raises(StartInterrupted) as stopped:
+        backend.executor.start(workflow, stop)
+
+    assert heard == [[]]
+    assert stopped.value.jobs == []
+    assert backend.executor.report(workflow).found is False  # nothing was created
+
+
+def test_a_resumed_start_adopts_what_an_unrecorded_earlier_attempt_created(backend: Backend):
+    workflow = backend.workflow(backend.runnable)
+    first = backend.executor.start(workflow)  # an attempt that died before recording anything
+
+    resumed = backend.executor.start(workflow, resuming=True)
+
+    assert [job.id for job in resumed.jobs] == [job.id for job in first.jobs]
+    workflow.jobs = resumed.jobs
+    report = backend.terminal_report(workflow)
+    assert report.status == WorkflowStatus.SUCCEEDED, report.status_reason
+    assert [(job.state, job.status) for job in report.jobs] == backend.finished_jobs
 
 
 def test_cancel_of_a_workflow_never_started_is_not_found(backend: Backend):

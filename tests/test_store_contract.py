@@ -25,6 +25,7 @@ from workflow_manager.domain.models import (
     Job,
     JobAttempt,
     JobStatus,
+    StartClaim,
     StateResource,
     StateResourceType,
     Workflow,
@@ -196,6 +197,21 @@ def test_save_and_get_workflow(store):
     assert found.created_at == found.last_updated
     assert found.workflow_definition.name == definition.name
     assert found.retries == [] and found.jobs == []
+
+
+def test_a_start_claim_is_kept_until_an_update_clears_it(store):
+    definition = kitchensink()
+    store.save_workflow_definition(definition)
+    workflow = new_workflow(definition)
+    claim = StartClaim(owner="attempt-1", expires_at=utc_now() + timedelta(seconds=60))
+    workflow.start_claim = claim
+    store.save_workflow(workflow)
+    found = store.get_workflow(workflow.id)
+    assert found.start_claim.owner == "attempt-1"
+    assert abs(found.start_claim.expires_at - claim.expires_at) < timedelta(milliseconds=1)
+    found.start_claim = None
+    store.update_workflow(found)
+    assert store.get_workflow(workflow.id).start_claim is None
 
 
 def test_saving_a_duplicate_workflow_id_is_a_conflict(store):

@@ -373,6 +373,13 @@ class WorkflowService:
             return workflow  # as stored: the background updater keeps it current
         try:
             return self.refresh(workflow_id)
+        except BackendUnavailable as err:
+            if fetch_history:
+                raise
+            # The backend is throttled or unreachable for a moment: the record as stored is the
+            # answer (the updater brings it up to date), rather than a 503 for a read.
+            log.warning("GET of workflow %s answered from the store: %s", workflow_id, err.message)
+            return workflow
         finally:
             self._history_reads.release()
 
