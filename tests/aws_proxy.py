@@ -25,8 +25,15 @@ THROTTLE_BODY = json.dumps({"__type": "ThrottlingException", "message": "Rate ex
 
 @dataclass
 class Throttle:
-    """Answer 400 ThrottlingException (after `after_seconds`); the request is not forwarded."""
+    """Answer 400 ThrottlingException; the request is not forwarded."""
 
+
+@dataclass
+class Refuse:
+    """After `after_seconds`, answer 400 with the error `code` and `message`; not forwarded."""
+
+    code: str
+    message: str
     after_seconds: float = 0.0
 
 
@@ -50,7 +57,7 @@ class Hold:
     arrived: threading.Event = field(default_factory=threading.Event)
 
 
-Action = Throttle | Delay | LoseAnswer | Hold | None
+Action = Throttle | Refuse | Delay | LoseAnswer | Hold | None
 Rule = Callable[[int], Action]
 
 
@@ -94,8 +101,12 @@ class AwsProxy:
                     if action is not None:
                         proxy.applied[operation] += 1
                 if isinstance(action, Throttle):
-                    time.sleep(action.after_seconds)
                     self._answer(400, [("Content-Type", "application/x-amz-json-1.0")], THROTTLE_BODY)
+                    return
+                if isinstance(action, Refuse):
+                    time.sleep(action.after_seconds)
+                    refusal = json.dumps({"__type": action.code, "message": action.message}).encode()
+                    self._answer(400, [("Content-Type", "application/x-amz-json-1.0")], refusal)
                     return
                 if isinstance(action, Delay):
                     time.sleep(action.seconds)

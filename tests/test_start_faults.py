@@ -24,7 +24,7 @@ import requests
 
 from executor.batch import WORKFLOW_ID_TAG
 from executor.batch_results import results_table_name
-from tests.aws_proxy import AwsProxy, Delay, Hold, LoseAnswer, Throttle, call_number, first_calls
+from tests.aws_proxy import AwsProxy, Delay, Hold, LoseAnswer, Refuse, call_number
 from tests.conftest import Api, app_config, free_port, load_fixture, serve, wait_for
 from tests.test_api_batch import chain, post_batch_definition
 from workflow_manager.emulator.server import emulator_client_kwargs
@@ -111,18 +111,18 @@ def assert_each_state_ran_once(batch, workflow: dict, states: list[str]) -> None
 
 def test_a_start_slower_than_its_wait_is_answered_queued_and_finishes_in_the_background(proxied, batch):
     api, proxy = proxied({"submitjob": lambda _n: Delay(0.5)})
-    name = post_batch_definition(api, steps(12))
+    name = post_batch_definition(api, steps(8))
     began = time.monotonic()
     response = api.post("/workflows", {"workflowDefinition": {"name": name}, "input": {"n": 1}})
     answered_after = time.monotonic() - began
     assert response.status_code == 200, response.text  # not `503 Request timed out` (5 s)
     started = response.json()
     assert started["status"] == "queued"
-    assert len(started["jobs"]) < 12, answered_after
+    assert len(started["jobs"]) < 8, answered_after
     finished = wait_for_status(api, started["id"], {"succeeded", "failed", "cancelled"})
     assert finished["status"] == "succeeded", finished
-    assert_each_state_ran_once(batch, finished, [f"s{i:02d}" for i in range(1, 13)])
-    assert proxy.calls["submitjob"] == 12
+    assert_each_state_ran_once(batch, finished, [f"s{i:02d}" for i in range(1, 9)])
+    assert proxy.calls["submitjob"] == 8
 
 
 def test_a_submit_job_whose_answer_was_lost_is_found_and_not_submitted_twice(proxied, batch):
@@ -166,19 +166,20 @@ def test_a_workflow_cancelled_while_it_starts_stops_submitting_and_stops_every_j
 
 
 def test_a_start_that_fails_after_the_answer_is_recorded_failed_with_the_reason(proxied):
-    # Each StartExecution attempt (botocore makes 6) is throttled after a second: the start outlasts
-    # the 3 s wait, so the request is answered `queued`, and the record then says why it failed.
-    api, proxy = proxied({"StartExecution": first_calls(6, Throttle(after_seconds=1.0))})
+    # StartExecution is refused after 3.5 s: the start outlasts the 3 s wait, so the request is
+    # answered `queued`, and the record then says why the workflow did not start.
+    refusal = Refuse("AccessDeniedException", "not authorized to start", after_seconds=3.5)
+    api, proxy = proxied({"StartExecution": call_number(1, refusal)})
     body = {**load_fixture("api", "pass-only.json"), "name": f"late-failure-{uuid.uuid4().hex[:8]}"}
     assert api.post("/workflow-definitions", body).status_code == 201
     response = api.post("/workflows", {"workflowDefinition": {"name": body["name"]}, "input": {}})
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "queued"
-    failed = wait_for_status(api, response.json()["id"], {"failed", "succeeded"}, timeout=120)
+    failed = wait_for_status(api, response.json()["id"], {"failed", "succeeded"})
     assert failed["status"] == "failed"
-    assert failed["statusReason"] == "StartExecution: Step Functions is unavailable: Rate exceeded"
+    assert failed["statusReason"] == "StartExecution: AccessDeniedException: not authorized to start"
     assert failed["stoppedAt"]
-    assert proxy.applied["StartExecution"] == 6
+    assert proxy.calls["StartExecution"] == 1
 
 
 # Separate service processes, one of them killed
