@@ -110,7 +110,8 @@ def assert_each_state_ran_once(batch, workflow: dict, states: list[str]) -> None
 
 
 def test_a_start_slower_than_its_wait_is_answered_queued_and_finishes_in_the_background(proxied, batch):
-    api, proxy = proxied({"submitjob": lambda _n: Delay(0.5)})
+    # 8 SubmitJob calls of 0.8 s each: longer than the 5 s request timeout.
+    api, proxy = proxied({"submitjob": lambda _n: Delay(0.8)})
     name = post_batch_definition(api, steps(8))
     began = time.monotonic()
     response = api.post("/workflows", {"workflowDefinition": {"name": name}, "input": {"n": 1}})
@@ -180,6 +181,38 @@ def test_a_start_that_fails_after_the_answer_is_recorded_failed_with_the_reason(
     assert failed["statusReason"] == "StartExecution: AccessDeniedException: not authorized to start"
     assert failed["stoppedAt"]
     assert proxy.calls["StartExecution"] == 1
+
+
+def test_a_start_whose_save_outlasts_the_request_timeout_is_a_503_that_started_nothing(served_app):
+    # The store's PutItem (the save's commit point) takes 5.5 s: the request is answered 503 at
+    # 5 s, so the workflow the save then wrote must not start, and is deleted again.
+    proxy = AwsProxy(served_app.app.runtime.emulator.endpoint_url)
+    served = serve(
+        app_config(
+            backend="endpoint",
+            aws_endpoint=proxy.url,
+            account_id="123456789012",
+            start_workers=False,
+            store="dynamodb",
+            dynamodb_prefix=f"slow-save-{uuid.uuid4().hex[:8]}",
+            dynamodb_create_tables=True,
+        )
+    )
+    try:
+        api = Api(f"http://127.0.0.1:{served.port}")
+        body = {**load_fixture("api", "pass-only.json"), "name": f"slow-save-{uuid.uuid4().hex[:8]}"}
+        assert api.post("/workflow-definitions", body).status_code == 201
+        proxy.rules["PutItem"] = lambda _n: Delay(5.5)
+        response = api.post("/workflows", {"workflowDefinition": {"name": body["name"]}, "input": {}})
+        assert response.status_code == 503, response.text
+        assert response.json()["message"] == "Request timed out"
+        proxy.rules.clear()
+        wait_for(lambda: proxy.calls["DeleteItem"] >= 1, 15, 0.1, "the late save to be undone")
+        assert api.get(f"/workflows?workflowDefinitionName={body['name']}").json() == []
+        assert proxy.calls["StartExecution"] == 0
+    finally:
+        served.stop()
+        proxy.stop()
 
 
 # Separate service processes, one of them killed
