@@ -32,12 +32,13 @@ from workflow_manager.domain.errors import InvalidInput
 # Keys of a Map state that hold its iteration's state machine, in the order they are walked.
 MAP_PROCESSOR_KEYS = ("Iterator", "ItemProcessor")
 
-# How deep Parallel branches and Map iterators may nest: a state inside 40 of them is the deepest
-# allowed. Step Functions documents no such limit, but every walker here recurses once per level:
-# validation's deepcopy spends 8 frames of Python's 1,000-frame recursion limit per level and fails
-# near 120 levels, a RecursionError (500). No machine written by hand nests anywhere near 40. (The
-# emulator's ASL parser, in the served app, gives up from about 39 levels: a 400 at start.)
-MAX_NESTING_DEPTH = 40
+# How deep Parallel branches and Map iterators may nest: a state inside 32 of them is the deepest
+# allowed. Step Functions documents no such limit, but every walker here recurses once per level
+# (validation's deepcopy spends 8 frames of Python's 1,000-frame recursion limit per level and
+# fails near 120 levels), and the embedded emulator's ASL parser gives up from 36 levels, so that a
+# deeper definition would be saved and then refused at every start. No machine written by hand
+# nests anywhere near 32; tests/test_input_limits.py runs one at the limit.
+MAX_NESTING_DEPTH = 32
 
 # The reference's messages (handler.go `validateStateMachine`), word for word.
 NO_STATES_MESSAGE = "Must define at least one state"
