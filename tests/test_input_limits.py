@@ -259,7 +259,10 @@ def test_a_definition_nested_deeper_than_the_limit_is_400_and_not_saved(api):
     # What is saved runs: the emulator's parser takes a machine at the limit.
     started = api.post("/workflows", {"workflowDefinition": {"name": name}, "input": {}})
     assert started.status_code == 200, started.text
-    assert api.wait_for_status(started.json()["id"], {"succeeded", "failed", "cancelled"})["status"] == "succeeded"
+    assert (
+        api.wait_for_status(started.json()["id"], {"succeeded", "failed", "cancelled"})["status"]
+        == "succeeded"
+    )
 
 
 # Request bodies: depth and chunked transfer

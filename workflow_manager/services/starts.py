@@ -104,11 +104,11 @@ class StartRunner:
 
     # Starting
 
-    def start(self, workflow: Workflow, wait_seconds: float) -> None:
+    def start(self, workflow: Workflow, wait_seconds: float) -> bool:
         """Run the start of `workflow` (saved with its claim) and wait up to `wait_seconds` for
         it. Finished in time: the outcome is the caller's, as if the start had run inline (the
         workflow is updated with the recorded jobs; errors are raised, and the caller removes
-        what it saved). Not finished: returns, and the attempt records its own end."""
+        what it saved). Not finished: returns False, and the attempt records its own end."""
         claim = workflow.start_claim
         assert claim is not None, "a workflow is saved with its start claim"
         attempt = _Attempt(workflow.id, claim.owner)
@@ -118,17 +118,18 @@ class StartRunner:
             if attempt.outcome is None:
                 attempt.detached = True
                 log.info("workflow %s is still starting; answered as queued", workflow.id)
-                return
+                return False
             outcome = attempt.outcome
         if isinstance(outcome, StartInterrupted):
             self._record_interrupted(attempt, outcome)
-            return
+            return True
         if isinstance(outcome, BaseException):
             raise outcome
         saved = self._record_started(attempt, outcome.jobs)
         if saved is not None:
             workflow.jobs, workflow.start_claim = saved.jobs, saved.start_claim
             workflow.revision, workflow.last_updated = saved.revision, saved.last_updated
+        return True
 
     def take_over(self, workflow: Workflow) -> bool:
         """Take over the start of `workflow`, whose claim expired, and finish it in the
@@ -153,7 +154,7 @@ class StartRunner:
     def _run(self, attempt: _Attempt, workflow: Workflow, resuming: bool) -> None:
         try:
             outcome: StartedExecution | BaseException = self._executor.start(
-                workflow, _ProgressRecorder(self, attempt), resuming
+                workflow, _ProgressRecorder(self, attempt, resuming), resuming
             )
         except BaseException as err:  # noqa: BLE001 - handed to whoever records the outcome
             outcome = err
@@ -274,11 +275,13 @@ class _ProgressRecorder:
     it has not, the attempt stops (StartInterrupted without terminate) and leaves the start to the
     next attempt, which adopts what was submitted."""
 
-    def __init__(self, runner: StartRunner, attempt: _Attempt):
+    def __init__(self, runner: StartRunner, attempt: _Attempt, resuming: bool):
         self._runner = runner
         self._attempt = attempt
         self._last_write = time.monotonic()
-        self._renew_by = self._last_write + runner.lease_seconds * (1 - RENEW_WHEN_LEFT)
+        # A fresh claim was written just now; a resumed start checks at once whether the workflow
+        # was cancelled while its start lay unfinished, before it creates anything.
+        self._renew_by = self._last_write + (0 if resuming else runner.lease_seconds * (1 - RENEW_WHEN_LEFT))
 
     def __call__(self, jobs: list[Job]) -> None:
         now = time.monotonic()

@@ -204,7 +204,7 @@ class WorkflowService:
                 f"the request ran out of time before workflow {workflow.id} started; nothing was started"
             )
         try:
-            self._starts.start(workflow, wait_seconds)
+            finished = self._starts.start(workflow, wait_seconds)
         except StartAbandoned as abandoned:
             err = abandoned.error
             self._record_failed_start(workflow, abandoned.jobs, err)
@@ -212,6 +212,12 @@ class WorkflowService:
         except BaseException:
             self._delete_stray(workflow)
             raise
+        if not finished:
+            # Answered `queued`, with the jobs its start has recorded so far.
+            try:
+                workflow.jobs = self._store.get_workflow(workflow.id).jobs
+            except WorkflowManagerError as err:
+                log.warning("workflow %s: could not read the jobs submitted so far: %s", workflow.id, err)
 
     def _delete_stray(self, workflow: Workflow) -> None:
         try:
