@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import boto3
@@ -22,3 +23,65 @@ def test_every_caller_shares_one_server_until_the_last_handle_is_released():
         assert "stateMachines" in sfn.list_state_machines()
     finally:
         second.stop()
+
+
+def test_the_emulator_command_serves_one_emulator_that_runs_another_process_s_workflows(tmp_path):
+    """`workflow-manager emulator` in a process of its own: a service on `WFM_BACKEND=endpoint`
+    runs a Step Functions workflow and a Batch workflow on it (its seeded queue and job
+    definitions; the job's command runs in the emulator's process), and SIGTERM stops it."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import FIXTURES, Api, app_config, free_port, load_fixture, serve
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workflow_manager.cli", "emulator", "--port", str(port)],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "WFM_BATCH_JOB_DEFINITIONS_FILE": str(FIXTURES / "batch" / "job-definitions.yml")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout.readline().strip() == f"emulator: serving on http://127.0.0.1:{port}"
+        served = serve(
+            app_config(
+                backend="endpoint",
+                aws_endpoint=f"http://127.0.0.1:{port}",
+                account_id="123456789012",
+                start_workers=False,
+                store="memory",
+            )
+        )
+        try:
+            api = Api(f"http://127.0.0.1:{served.port}")
+            sfn = {**load_fixture("api", "pass-only.json"), "name": "standalone-pass"}
+            assert api.post("/workflow-definitions", sfn).status_code == 201
+            batch = {
+                "name": "standalone-batch",
+                "manager": "batch",
+                "stateMachine": {
+                    "StartAt": "one",
+                    "States": {"one": {"Type": "Task", "Resource": "wfm-test-step", "End": True}},
+                },
+            }
+            assert api.post("/workflow-definitions", batch).status_code == 201
+            ids = [
+                api.post("/workflows", {"workflowDefinition": {"name": name}, "input": {"n": 1}}).json()["id"]
+                for name in ("standalone-pass", "standalone-batch")
+            ]
+            for workflow_id in ids:
+                finished = api.wait_for_status(workflow_id, {"succeeded", "failed", "cancelled"}, timeout=60)
+                assert finished["status"] == "succeeded", finished
+            [job] = api.get(f"/workflows/{ids[1]}").json()["jobs"]
+            assert json.loads(job["output"]) == {"state": "one", "input": {"n": 1}}
+        finally:
+            served.stop()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()

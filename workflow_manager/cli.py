@@ -1,5 +1,6 @@
 """The `workflow-manager` command: `serve` (the API through gunicorn), `worker` (an activity
-worker that runs a local command for each task), `init-tables` (the DynamoDB store's tables),
+worker that runs a local command for each task), `emulator` (the embedded AWS emulator as a server
+of its own), `init-tables` (the DynamoDB store's tables),
 `token create` (a bearer token and its tokens-file entry), and, inside Batch jobs, `publish-output`
 and `job-input` (data passed between jobs)."""
 
@@ -55,6 +56,45 @@ def _worker(args: argparse.Namespace) -> int:
     if not args.namespace:
         args.namespace = config.default_namespace
     return run_worker_command(args, clients.client("stepfunctions"))
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    """Serve the embedded AWS emulator on its own, for several service processes to share (each
+    with WFM_BACKEND=endpoint WFM_AWS_ENDPOINT=<its URL>): moto with Step Functions executions on,
+    Batch jobs run as local commands, and the job queue and job definitions the embedded service
+    would seed (WFM_BATCH_DEFAULT_QUEUE, WFM_BATCH_JOB_DEFINITIONS_FILE, the results table of
+    WFM_DYNAMODB_PREFIX). Runs until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    import boto3
+
+    from executor.batch_results import BatchResultsTable, results_table_name
+    from workflow_manager.emulator.seeding import seed_embedded_batch
+    from workflow_manager.emulator.server import emulator_client_kwargs, start_embedded_emulator
+
+    config = Config.from_env()
+    emulator = start_embedded_emulator(port=args.port, host=args.host)
+    try:
+        kwargs = emulator_client_kwargs(emulator.endpoint_url)
+        seed_embedded_batch(
+            boto3.client("batch", **kwargs),
+            boto3.client("iam", **kwargs),
+            BatchResultsTable(
+                boto3.client("dynamodb", **kwargs),
+                config.batch_results_table or results_table_name(config.dynamodb_prefix),
+            ),
+            config.batch_job_definitions_file,
+            queue_name=config.batch_default_queue,
+        )
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        print(f"emulator: serving on {emulator.endpoint_url}", flush=True)
+        stop.wait()
+    finally:
+        emulator.stop()
+    return 0
 
 
 def _init_tables(_args: argparse.Namespace) -> int:
@@ -135,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
             "job-input", help="inside a Batch job: print its input (its dependencies' outputs)"
         )
     )
+    emulator = commands.add_parser(
+        "emulator", help="serve the embedded AWS emulator on its own, for several service processes"
+    )
+    # Loopback by default: the emulator takes any credentials, so it must not face a network.
+    emulator.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    emulator.add_argument("--port", type=int, default=4566, help="port to listen on (default 4566; 0 picks one)")
     commands.add_parser(
         "init-tables", help="create the DynamoDB store's tables (idempotent; WFM_DYNAMODB_PREFIX)"
     )
@@ -158,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         return _token_create(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "emulator":
+        return _emulator(args)
     if args.command == "init-tables":
         return _init_tables(args)
     if args.command == "publish-output":
