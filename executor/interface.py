@@ -117,3 +117,23 @@ def require_manager(definition: WorkflowDefinition, manager: Manager, executor_n
             f"definition '{definition.name}' is a '{actual}' definition; the {executor_name} executor "
             f"runs '{manager}' definitions"
         )
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    """One AWS event about an execution or a job (executor.aws_events): the workflow it is about
+    (None: not one of this service's), and the receipt that acknowledges it."""
+
+    workflow_id: str | None
+    receipt: str
+    kind: str = ""
+
+
+class EventSource(Protocol):
+    """Where AWS events about the service's executions and jobs arrive (an SQS queue)."""
+
+    def receive(self, wait_seconds: int = 20) -> list[ReceivedEvent]:
+        """The next events, waiting up to `wait_seconds` for one. Raises BackendUnavailable."""
+
+    def acknowledge(self, receipts: list[str]) -> None:
+        """Remove the events with these receipts for good."""

@@ -180,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     # Loopback by default: the emulator takes any credentials, so it must not face a network.
     emulator.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    emulator.add_argument("--port", type=int, default=4566, help="port to listen on (default 4566; 0 picks one)")
+    emulator.add_argument(
+        "--port", type=int, default=4566, help="port to listen on (default 4566; 0 picks one)"
+    )
     commands.add_parser(
         "init-tables", help="create the DynamoDB store's tables (idempotent; WFM_DYNAMODB_PREFIX)"
     )

@@ -93,6 +93,11 @@ class Config:
     # whose replica died is taken over once its claim (renewed while it works) is this old.
     start_wait_seconds: float = 3.0
     start_lease_seconds: float = 60.0
+    # AWS events (EventBridge -> SQS, deploy/) as the fast path to the store: the queue's URL. In
+    # embedded mode the emulator emits the events and the queue is created in it (`events_queue_url`
+    # None); elsewhere events are read only when a URL is set. `events_enabled=False` turns them off.
+    events_queue_url: str | None = None
+    events_enabled: bool = True
     # The background updater: how often it wakes, and the bounds of each workflow's check interval.
     updater_enabled: bool = True
     updater_tick_seconds: float = 0.5
@@ -251,6 +256,8 @@ _ENVIRONMENT: list[tuple[str, tuple[str, ...], Callable[[str], Any]]] = [
     ("request_timeout_seconds", ("WFM_REQUEST_TIMEOUT_SECONDS",), float),
     ("start_wait_seconds", ("WFM_START_WAIT_SECONDS",), float),
     ("start_lease_seconds", ("WFM_START_LEASE_SECONDS",), float),
+    ("events_queue_url", ("WFM_EVENTS_QUEUE_URL",), str),
+    ("events_enabled", ("WFM_EVENTS",), _bool),
     ("updater_enabled", ("WFM_UPDATER",), _bool),
     ("workers_file", ("WFM_WORKERS_FILE",), _optional_path),
     ("start_workers", ("WFM_START_WORKERS",), _bool),

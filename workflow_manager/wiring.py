@@ -24,6 +24,7 @@ from typing import Any
 import boto3
 from botocore.config import Config as BotoConfig
 
+from executor.aws_events import SQS_MAX_WAIT_SECONDS, SqsEventSource, ensure_event_routing
 from executor.batch import BatchExecutor
 from executor.batch_results import BatchResultsTable, results_table_name
 from executor.routing import ExecutorRouter
@@ -37,6 +38,7 @@ from workflow_manager.domain.integrations import IntegrationPolicy
 from workflow_manager.domain.models import Manager, StateResource
 from workflow_manager.emulator import DUMMY_CREDENTIALS
 from workflow_manager.services.definitions import DefinitionService
+from workflow_manager.services.events import EventConsumer
 from workflow_manager.services.state_resources import StateResourceService
 from workflow_manager.services.updater import BackgroundUpdater
 from workflow_manager.services.workflows import WorkflowService
@@ -102,6 +104,7 @@ class Runtime:
     workflows: WorkflowService
     clients: AwsClients
     updater: BackgroundUpdater | None = None
+    events: EventConsumer | None = None
     emulator: Any = None
     workers: Any = None
     _stopped: bool = field(default=False, repr=False)
@@ -109,11 +112,15 @@ class Runtime:
     def start_background(self) -> None:
         if self.updater is not None:
             self.updater.start()
+        if self.events is not None:
+            self.events.start()
 
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
+        if self.events is not None:
+            self.events.stop(timeout=1.0)  # a daemon thread, perhaps in a long poll
         if self.updater is not None:
             self.updater.stop()
         if self.workers is not None:
@@ -182,6 +189,7 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
             min_interval_seconds=config.updater_min_interval_seconds,
             max_interval_seconds=config.updater_max_interval_seconds,
         )
+    runtime.events = _build_event_consumer(config, clients, workflows)
     if config.starts_workers and config.workers_file is not None and config.workers_file.exists():
         from executor.activity_worker.pool import start_workers_from_file
 
@@ -189,6 +197,29 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
             sfn_client, config.workers_file, config.default_namespace, threading.Event()
         )
     return runtime, handlers
+
+
+# How long one ReceiveMessage of the events queue waits: SQS's longest poll against AWS; shorter
+# against the embedded emulator, whose service stops (and whose tests end) without waiting it out.
+EVENTS_WAIT_SECONDS = {"embedded": 2}
+
+
+def _build_event_consumer(
+    config: Config, clients: AwsClients, workflows: WorkflowService
+) -> EventConsumer | None:
+    if not config.events_enabled:
+        return None
+    queue_url = config.events_queue_url
+    sqs = clients.client("sqs")
+    if queue_url is None and config.backend == "embedded":
+        queue_url = ensure_event_routing(clients.client("events"), sqs, config.dynamodb_prefix)
+    if queue_url is None:
+        return None
+    return EventConsumer(
+        workflows,
+        SqsEventSource(sqs, queue_url),
+        wait_seconds=EVENTS_WAIT_SECONDS.get(config.backend, SQS_MAX_WAIT_SECONDS),
+    )
 
 
 def _build_store(config: Config, clients: AwsClients) -> Store:

@@ -26,6 +26,7 @@ from moto.server import ThreadedMotoServer
 
 from workflow_manager.emulator import DUMMY_CREDENTIALS
 from workflow_manager.emulator.batch_runner import install_batch_runner
+from workflow_manager.emulator.events import install_event_emission
 from workflow_manager.emulator.moto_compat import apply_moto_compat
 
 DEFAULT_REGION = "us-east-1"
@@ -95,6 +96,8 @@ def _release_server() -> None:
 
 def _start_server(port: int, host: str) -> _RunningServer:
     apply_moto_compat()
+    # Step Functions and Batch status changes as EventBridge events, as AWS sends them.
+    install_event_emission()
     # Batch jobs really run: their container commands as local subprocesses, through
     # PENDING, RUNNABLE, STARTING and RUNNING, honouring dependsOn.
     install_batch_runner()
