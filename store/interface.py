@@ -16,6 +16,7 @@ Every implementation (`store.memory`, `store.dynamodb`) passes the one contract 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
 from workflow_manager.domain.models import StateResource, Workflow, WorkflowDefinition, WorkflowStatus
@@ -63,6 +64,17 @@ class Store(Protocol):
     def list_workflows(self, query: WorkflowQuery) -> WorkflowPage: ...
     def list_active_workflow_ids(self) -> list[str]:
         """Ids of every workflow whose status is not terminal, for the background updater."""
+        ...
+
+    # Leases: one holder at a time across every replica (the background updater's sweep).
+    def acquire_lease(self, name: str, owner: str, duration: timedelta) -> bool:
+        """Take the lease `name` for `owner` until now + `duration`, or renew it when `owner` holds
+        it. True when `owner` holds it after the call; False when another owner's lease is
+        unexpired. One conditional write."""
+        ...
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give the lease up, if `owner` holds it."""
         ...
 
     def check_health(self) -> None:

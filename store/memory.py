@@ -9,6 +9,7 @@ updater use it at once, so every operation holds one lock and hands out deep cop
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta
 
 from store.clock import MonotonicClock
 from store.interface import WorkflowPage, WorkflowQuery
@@ -18,6 +19,7 @@ from workflow_manager.domain.models import (
     StateResource,
     Workflow,
     WorkflowDefinition,
+    utc_now,
 )
 from workflow_manager.domain.schemas import format_time
 from workflow_manager.domain.status import ACTIVE_WORKFLOW_STATUSES, moves_back_from_terminal
@@ -32,6 +34,7 @@ class MemoryStore:
         self._definitions: dict[str, dict[int, WorkflowDefinition]] = {}
         self._workflows: dict[str, Workflow] = {}
         self._state_resources: dict[tuple[str, str], StateResource] = {}
+        self._leases: dict[str, tuple[str, datetime]] = {}
 
     # Workflow definitions
 
@@ -180,6 +183,22 @@ class MemoryStore:
     def list_active_workflow_ids(self) -> list[str]:
         with self._lock:
             return [wf.id for wf in self._workflows.values() if wf.status in ACTIVE_WORKFLOW_STATUSES]
+
+    # Leases
+
+    def acquire_lease(self, name: str, owner: str, duration: timedelta) -> bool:
+        with self._lock:
+            now = utc_now()
+            holder = self._leases.get(name)
+            if holder is not None and holder[0] != owner and holder[1] > now:
+                return False
+            self._leases[name] = (owner, now + duration)
+            return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self._lock:
+            if self._leases.get(name, ("", None))[0] == owner:
+                del self._leases[name]
 
     def check_health(self) -> None:
         return None

@@ -484,3 +484,46 @@ def test_a_saved_definition_version_is_never_overwritten_by_another_save(store):
     with pytest.raises(Conflict):
         store.save_workflow_definition(other)
     assert store.get_workflow_definition(definition.name, 0).state_machine["Comment"] != "other"
+
+
+# Leases
+
+
+def test_a_lease_has_one_holder_until_it_expires_or_is_released(store):
+    name = f"lease-{new_id()}"
+    assert store.acquire_lease(name, "replica-a", timedelta(seconds=30)) is True
+    assert store.acquire_lease(name, "replica-b", timedelta(seconds=30)) is False
+    assert store.acquire_lease(name, "replica-a", timedelta(seconds=30)) is True  # renewed
+    store.release_lease(name, "replica-b")  # not b's: nothing happens
+    assert store.acquire_lease(name, "replica-b", timedelta(seconds=30)) is False
+    store.release_lease(name, "replica-a")
+    assert store.acquire_lease(name, "replica-b", timedelta(seconds=30)) is True
+    assert store.acquire_lease(name, "replica-a", timedelta(seconds=30)) is False
+
+
+def test_an_expired_lease_is_taken_over(store):
+    name = f"lease-{new_id()}"
+    assert store.acquire_lease(name, "replica-a", timedelta(milliseconds=1)) is True
+    # The DynamoDB store keeps expiries in whole seconds (its TTL attribute).
+    wait_until = utc_now() + timedelta(seconds=2.1)
+    while utc_now() < wait_until:
+        threading.Event().wait(0.1)
+    assert store.acquire_lease(name, "replica-b", timedelta(seconds=30)) is True
+    assert store.acquire_lease(name, "replica-a", timedelta(seconds=30)) is False
+
+
+def test_of_concurrent_acquirers_exactly_one_holds_the_lease(store):
+    name = f"lease-{new_id()}"
+    results: dict[str, bool] = {}
+    barrier = threading.Barrier(8)
+
+    def acquire(owner: str) -> None:
+        barrier.wait()
+        results[owner] = store.acquire_lease(name, owner, timedelta(seconds=30))
+
+    threads = [threading.Thread(target=acquire, args=(f"replica-{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results.values()) == [False] * 7 + [True]

@@ -361,3 +361,37 @@ def test_past_the_history_read_limit_a_get_answers_from_the_store_and_fetch_hist
     with pytest.raises(BackendUnavailable, match="too many execution histories are being read at once"):
         busy.get(started.id, fetch_history=True)
     workflows.cancel(started.id, "test over")
+
+
+def test_only_the_sweep_lease_holder_refreshes_and_a_dead_holder_is_taken_over(services):
+    from datetime import timedelta
+
+    from workflow_manager.services.updater import SweepLease
+
+    definitions, workflows = services
+    body = load_fixture("api", "long-task.json")
+    body["name"] = "updater-lease-long-task"
+    definitions.create(DefinitionDraft(name=body["name"], state_machine=body["stateMachine"]))
+    waiting = workflows.start(StartRequest(definition_name=body["name"], input={}))
+    store = workflows._store  # the two replicas share it, as replicas share DynamoDB
+    lease = timedelta(seconds=1.5)
+
+    def replica() -> BackgroundUpdater:
+        return BackgroundUpdater(
+            workflows,
+            min_interval_seconds=0,
+            max_interval_seconds=0,
+            max_refreshes_per_second=100,
+            lease=SweepLease(store, duration=lease),
+        )
+
+    first, second = replica(), replica()
+    assert first.run_once() == 1
+    assert second.run_once() == 0  # the lease is the first one's
+    assert first.run_once() == 1
+    # The first replica dies (stops renewing, never releases): the second takes the sweep over
+    # once the lease has run out, and the first, back, finds it taken.
+    wait_for(lambda: second.run_once() == 1, 5, 0.1, "the second replica to take the sweep over")
+    first._lease._check_at = 0  # its next pass asks the store again
+    assert first.run_once() == 0
+    workflows.cancel(waiting.id, "test over")

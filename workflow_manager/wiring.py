@@ -40,7 +40,7 @@ from workflow_manager.emulator import DUMMY_CREDENTIALS
 from workflow_manager.services.definitions import DefinitionService
 from workflow_manager.services.events import EventConsumer
 from workflow_manager.services.state_resources import StateResourceService
-from workflow_manager.services.updater import BackgroundUpdater
+from workflow_manager.services.updater import BackgroundUpdater, SweepLease
 from workflow_manager.services.workflows import WorkflowService
 
 log = logging.getLogger(__name__)
@@ -182,14 +182,16 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
     )
     runtime = Runtime(config=config, store=store, workflows=workflows, clients=clients)
     runtime.emulator = emulator
+    runtime.events = _build_event_consumer(config, clients, workflows)
     if config.updater_enabled:
         runtime.updater = BackgroundUpdater(
             workflows,
+            # With events as the fast path the updater is the repair sweep: one at a time.
+            lease=SweepLease(store) if runtime.events is not None else None,
             tick_seconds=config.updater_tick_seconds,
             min_interval_seconds=config.updater_min_interval_seconds,
             max_interval_seconds=config.updater_max_interval_seconds,
         )
-    runtime.events = _build_event_consumer(config, clients, workflows)
     if config.starts_workers and config.workers_file is not None and config.workers_file.exists():
         from executor.activity_worker.pool import start_workers_from_file
 

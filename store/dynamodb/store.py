@@ -72,6 +72,9 @@ from workflow_manager.domain.status import ACTIVE_WORKFLOW_STATUSES, moves_back_
 
 log = logging.getLogger(__name__)
 
+LEASE_KEY_PREFIX = "lease#"
+LEASE_PART = "lease"
+
 DEFAULT_RETENTION = timedelta(days=30)  # the reference's `_ttl`: createdAt + 30 days
 
 # How often a read starts over when concurrent writes keep superseding what it is reading.
@@ -356,6 +359,35 @@ class DynamoDbStore:
             )
         except _ConditionFailed:
             raise NotFound(f"{namespace}--{name}") from None
+
+    # Leases: an item of the jobs table under a key no workflow has (workflow ids are UUIDs), its
+    # owner in `payload` and its expiry in the TTL attribute, so that DynamoDB also removes a lease
+    # its holder never released. One conditional put takes or renews it.
+
+    def acquire_lease(self, name: str, owner: str, duration: timedelta) -> bool:
+        table = self._tables.jobs
+        now = self._clock.now()
+        item = table(
+            workflow_id=f"{LEASE_KEY_PREFIX}{name}",
+            part=LEASE_PART,
+            parts=1,
+            payload=owner.encode(),
+            expires=now + duration,
+        )
+        free_or_ours = (
+            table.workflow_id.does_not_exist() | (table.expires < now) | (table.payload == owner.encode())
+        )
+        try:
+            self._call(f"acquire lease {name}", item.save, condition=free_or_ours)
+        except _ConditionFailed:
+            return False
+        return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        table = self._tables.jobs
+        item = table(workflow_id=f"{LEASE_KEY_PREFIX}{name}", part=LEASE_PART)
+        with contextlib.suppress(_ConditionFailed):  # not held by `owner` (any more)
+            self._call(f"release lease {name}", item.delete, condition=table.payload == owner.encode())
 
     # Workflows: writing
 

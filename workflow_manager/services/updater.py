@@ -5,6 +5,12 @@ Each workflow is checked on its own schedule, which backs off as the workflow ag
 started a second ago is checked about every second, one running for an hour about once a minute.
 Refreshes are rate limited (a token bucket) because each one costs a DescribeExecution and a
 GetExecutionHistory call, and GetExecutionHistory has a low rate limit in AWS (reference notes 3.12).
+
+When events are the fast path (`workflow_manager.services.events`), the updater is the sweep that
+repairs what events missed, and one sweep is enough: it runs only while its process holds the
+store's SWEEP_LEASE_NAME lease (`SweepLease`), so replicas (and gunicorn's processes) do not
+multiply its calls against the account's quotas. A replica that dies stops renewing, and another
+takes the sweep over within the lease's duration.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from executor.rate_limit import TokenBucket
+from store.interface import Store
 from workflow_manager.domain.errors import NotFound, WorkflowManagerError
 from workflow_manager.domain.status import is_terminal, workflow_is_done
 from workflow_manager.services.workflows import WorkflowService
@@ -25,6 +34,44 @@ log = logging.getLogger(__name__)
 AGE_BACKOFF_FACTOR = 0.1
 # How long a finished workflow with open jobs is still checked (seconds).
 LINGER_SECONDS = 600.0
+
+
+SWEEP_LEASE_NAME = "updater-sweep"
+SWEEP_LEASE = timedelta(seconds=30)
+
+
+class SweepLease:
+    """This process's hold on the sweep lease: renewed (or sought) every third of its duration, so a
+    holder renews twice before another may take it, and a waiting replica writes rarely."""
+
+    def __init__(self, store: Store, duration: timedelta = SWEEP_LEASE, name: str = SWEEP_LEASE_NAME):
+        self._store = store
+        self._duration = duration
+        self._name = name
+        self.owner = uuid.uuid4().hex
+        self._held = False
+        self._check_at = 0.0
+
+    def held(self) -> bool:
+        now = time.monotonic()
+        if now < self._check_at:
+            return self._held
+        try:
+            self._held = self._store.acquire_lease(self._name, self.owner, self._duration)
+        except WorkflowManagerError as err:
+            # Unable to renew: stop sweeping rather than risk two sweeps at once.
+            log.warning("updater: could not renew the sweep lease: %s", err.message)
+            self._held = False
+        self._check_at = now + self._duration.total_seconds() / 3
+        return self._held
+
+    def release(self) -> None:
+        if self._held:
+            try:
+                self._store.release_lease(self._name, self.owner)
+            except WorkflowManagerError as err:
+                log.warning("updater: could not release the sweep lease: %s", err.message)
+            self._held = False
 
 
 @dataclass
@@ -46,8 +93,10 @@ class BackgroundUpdater:
         min_interval_seconds: float = 1.0,
         max_interval_seconds: float = 60.0,
         max_refreshes_per_second: float = 10.0,
+        lease: SweepLease | None = None,
     ):
         self._workflows = workflows
+        self._lease = lease
         self._tick = tick_seconds
         self._min_interval = min_interval_seconds
         self._max_interval = max_interval_seconds
@@ -74,6 +123,8 @@ class BackgroundUpdater:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._lease is not None:
+            self._lease.release()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -84,7 +135,11 @@ class BackgroundUpdater:
             self._stop.wait(self._tick)
 
     def run_once(self) -> int:
-        """One pass: refresh every active workflow that is due. Returns how many were refreshed."""
+        """One pass: refresh every active workflow that is due. Returns how many were refreshed.
+        With a lease, only while this process holds it."""
+        if self._lease is not None and not self._lease.held():
+            self._schedules.clear()  # the holder keeps them; a takeover starts afresh
+            return 0
         now = time.monotonic()
         active = set(self._workflows.active_workflow_ids())
         for gone in set(self._schedules) - active:
