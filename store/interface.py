@@ -77,6 +77,15 @@ class Store(Protocol):
         """Give the lease up, if `owner` holds it."""
         ...
 
+    # Group membership with heartbeats (the live replicas, which share the AWS call budgets).
+    def heartbeat(self, group: str, member: str, ttl: timedelta) -> int:
+        """Record that `member` of `group` lives until now + `ttl`; return how many members live."""
+        ...
+
+    def leave(self, group: str, member: str) -> None:
+        """Remove `member` from `group` (it stops counting at once)."""
+        ...
+
     def check_health(self) -> None:
         """Raise BackendUnavailable when the store cannot be reached."""
         ...

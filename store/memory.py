@@ -35,6 +35,7 @@ class MemoryStore:
         self._workflows: dict[str, Workflow] = {}
         self._state_resources: dict[tuple[str, str], StateResource] = {}
         self._leases: dict[str, tuple[str, datetime]] = {}
+        self._members: dict[str, dict[str, datetime]] = {}
 
     # Workflow definitions
 
@@ -199,6 +200,17 @@ class MemoryStore:
         with self._lock:
             if self._leases.get(name, ("", None))[0] == owner:
                 del self._leases[name]
+
+    def heartbeat(self, group: str, member: str, ttl: timedelta) -> int:
+        with self._lock:
+            now = utc_now()
+            members = self._members.setdefault(group, {})
+            members[member] = now + ttl
+            return sum(1 for until in members.values() if until > now)
+
+    def leave(self, group: str, member: str) -> None:
+        with self._lock:
+            self._members.get(group, {}).pop(member, None)
 
     def check_health(self) -> None:
         return None

@@ -527,3 +527,17 @@ def test_of_concurrent_acquirers_exactly_one_holds_the_lease(store):
     for thread in threads:
         thread.join()
     assert sorted(results.values()) == [False] * 7 + [True]
+
+
+def test_members_count_until_their_heartbeat_expires_or_they_leave(store):
+    group = f"group-{new_id()}"
+    assert store.heartbeat(group, "a", timedelta(seconds=30)) == 1
+    assert store.heartbeat(group, "b", timedelta(seconds=30)) == 2
+    assert store.heartbeat(group, "c", timedelta(seconds=1)) == 3
+    assert store.heartbeat(group, "a", timedelta(seconds=30)) == 3  # a beat again: still three
+    store.leave(group, "b")
+    assert store.heartbeat(group, "a", timedelta(seconds=30)) == 2
+    wait_until = utc_now() + timedelta(seconds=2.1)  # c's heartbeat runs out (whole seconds)
+    while utc_now() < wait_until:
+        threading.Event().wait(0.1)
+    assert store.heartbeat(group, "a", timedelta(seconds=30)) == 1

@@ -27,12 +27,14 @@ from botocore.config import Config as BotoConfig
 from executor.aws_events import SQS_MAX_WAIT_SECONDS, SqsEventSource, ensure_event_routing
 from executor.batch import BatchExecutor
 from executor.batch_results import BatchResultsTable, results_table_name
+from executor.call_budget import CallBudgets, ReplicaCount
 from executor.routing import ExecutorRouter
 from executor.sfn import StepFunctionsExecutor
 from store.interface import Store
 from store.memory import MemoryStore
 from workflow_manager.api.handlers import Handlers
 from workflow_manager.config import EMULATOR_ACCOUNT_ID, Config
+from workflow_manager.domain.aws import AWS_CALL_BUDGETS_PER_SECOND
 from workflow_manager.domain.errors import NotFound
 from workflow_manager.domain.integrations import IntegrationPolicy
 from workflow_manager.domain.models import Manager, StateResource
@@ -45,12 +47,13 @@ from workflow_manager.services.workflows import WorkflowService
 
 log = logging.getLogger(__name__)
 
-# botocore's standard retry mode retries throttling and transient errors with backoff; the ports
+# botocore retries throttling and transient errors with backoff; the ports
 # turn what is left into BackendUnavailable (503).
 # The pool is shared by the API, the updater and the embedded workers' pollers, and the read
 # timeout outlasts GetActivityTask's 60-second long poll.
 RETRY_CONFIG = BotoConfig(
-    retries={"mode": "standard", "max_attempts": 5},
+    # `adaptive`: standard retries, plus a client-side rate that slows down after a throttle.
+    retries={"mode": "adaptive", "max_attempts": 5},
     connect_timeout=5,
     read_timeout=70,
     max_pool_connections=50,
@@ -105,11 +108,14 @@ class Runtime:
     clients: AwsClients
     updater: BackgroundUpdater | None = None
     events: EventConsumer | None = None
+    replicas: ReplicaCount | None = None
     emulator: Any = None
     workers: Any = None
     _stopped: bool = field(default=False, repr=False)
 
     def start_background(self) -> None:
+        if self.replicas is not None:
+            self.replicas.start()
         if self.updater is not None:
             self.updater.start()
         if self.events is not None:
@@ -125,6 +131,8 @@ class Runtime:
             self.updater.stop()
         if self.workers is not None:
             self.workers.stop()
+        if self.replicas is not None:
+            self.replicas.stop()
         if self.emulator is not None:
             self.emulator.stop()
 
@@ -148,7 +156,10 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
         except NotFound:
             return None
 
-    sfn_client = clients.client("stepfunctions")
+    # The live replicas share the AWS call budgets: each holds its calls to its share.
+    replicas = ReplicaCount(store)
+    budgets = CallBudgets(AWS_CALL_BUDGETS_PER_SECOND, replicas)
+    sfn_client = budgets.attach(clients.client("stepfunctions"))
     sfn = StepFunctionsExecutor(
         sfn_client,
         region=config.region,
@@ -180,7 +191,7 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
         StateResourceService(store, integrations),
         check_health,
     )
-    runtime = Runtime(config=config, store=store, workflows=workflows, clients=clients)
+    runtime = Runtime(config=config, store=store, workflows=workflows, clients=clients, replicas=replicas)
     runtime.emulator = emulator
     runtime.events = _build_event_consumer(config, clients, workflows)
     if config.updater_enabled:

@@ -389,6 +389,24 @@ class DynamoDbStore:
         with contextlib.suppress(_ConditionFailed):  # not held by `owner` (any more)
             self._call(f"release lease {name}", item.delete, condition=table.payload == owner.encode())
 
+    # Group membership: one item per member under the group's key in the jobs table, its expiry in
+    # the TTL attribute; a heartbeat puts the member's item and reads the group back (one query).
+
+    def heartbeat(self, group: str, member: str, ttl: timedelta) -> int:
+        table = self._tables.jobs
+        key = f"{LEASE_KEY_PREFIX}members#{group}"
+        now = self._clock.now()
+        item = table(workflow_id=key, part=member, parts=1, payload=b"1", expires=now + ttl)
+        self._call(f"heartbeat of {group}", item.save)
+        members = self._query(f"members of {group}", lambda: table.query(key, consistent_read=True))
+        return sum(1 for found in members if found.expires is not None and found.expires > now)
+
+    def leave(self, group: str, member: str) -> None:
+        table = self._tables.jobs
+        self._call(
+            f"leave {group}", table(workflow_id=f"{LEASE_KEY_PREFIX}members#{group}", part=member).delete
+        )
+
     # Workflows: writing
 
     def save_workflow(self, workflow: Workflow) -> None:

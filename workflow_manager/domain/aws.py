@@ -108,3 +108,16 @@ DYNAMODB_ITEM_LIMIT = 400 * 1024
 DYNAMODB_BATCH_WRITE_MAX_ITEMS = 25
 # BatchGetItem: "as many as 100 items" (DynamoDB API Reference).
 DYNAMODB_BATCH_GET_MAX_KEYS = 100
+
+
+# API rates shared by every replica
+
+# The account-wide rates the service's calls of all replicas together stay under (each replica takes
+# its share: executor.call_budget). Step Functions throttles these actions per account and region
+# with token buckets that refill at 15 (DescribeExecution) and 20 (GetExecutionHistory) calls per
+# second (AWS Step Functions quotas, "Quotas related to API action throttling"); the budgets leave a
+# fifth of each for the account's other callers (consoles, other services).
+AWS_CALL_BUDGETS_PER_SECOND: dict[tuple[str, str], float] = {
+    ("stepfunctions", "DescribeExecution"): 12.0,
+    ("stepfunctions", "GetExecutionHistory"): 16.0,
+}
