@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,9 @@ SFN_SOURCE = "aws.states"
 SFN_DETAIL_TYPE = "Step Functions Execution Status Change"
 BATCH_SOURCE = "aws.batch"
 BATCH_DETAIL_TYPE = "Batch Job State Change"
+
+# How long after an execution's terminal status is set its event is sent (see set_status).
+TERMINAL_EVENT_DELAY_SECONDS = 0.05
 
 _installed = False
 
@@ -75,8 +79,16 @@ def _watch_execution_status() -> None:
     def set_status(self: Execution, value: Any) -> None:
         before = self.__dict__.get("_wfm_exec_status")
         self.__dict__["_wfm_exec_status"] = value
-        if value is not None and value != before:
+        if value is None or value == before:
+            return
+        if getattr(value, "value", value) == "RUNNING":
             _emit_execution_change(self)
+        else:
+            # moto sets an ended execution's status first, then its output and error: AWS sends
+            # the event of a complete execution, so this one waits for the lines that follow.
+            timer = threading.Timer(TERMINAL_EVENT_DELAY_SECONDS, _emit_execution_change, (self,))
+            timer.daemon = True
+            timer.start()
 
     Execution.exec_status = property(get_status, set_status)
 
