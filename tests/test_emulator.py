@@ -85,3 +85,48 @@ def test_the_emulator_command_serves_one_emulator_that_runs_another_process_s_wo
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_with_quotas_the_emulator_throttles_past_a_bucket_as_aws_does():
+    """QuotaMiddleware in front of moto's own server application (on a server of its own; moto's
+    state is shared): past the bucket, botocore sees ThrottlingException, and actions without a
+    quota pass."""
+    import threading
+
+    import pytest
+    from botocore.config import Config as BotoConfig
+    from botocore.exceptions import ClientError
+    from moto.moto_server.threaded_moto_server import MotoRequestHandler, make_server
+    from moto.server import DomainDispatcherApplication, create_backend_app
+
+    from workflow_manager.emulator.quotas import AWS_API_QUOTAS, QuotaMiddleware, api_action
+
+    assert AWS_API_QUOTAS[("states", "DescribeExecution")] == (250, 15)
+    quotas = QuotaMiddleware(
+        DomainDispatcherApplication(create_backend_app), {("states", "DescribeExecution"): (3, 0.01)}
+    )
+    server = make_server("127.0.0.1", 0, quotas, True, request_handler=MotoRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        sfn = boto3.client(
+            "stepfunctions",
+            **emulator_client_kwargs(url),
+            config=BotoConfig(retries={"total_max_attempts": 1}),
+        )
+        arn = "arn:aws:states:us-east-1:123456789012:execution:no-such-machine:x"
+        codes = []
+        for _ in range(5):
+            with pytest.raises(ClientError) as refused:
+                sfn.describe_execution(executionArn=arn)
+            codes.append(refused.value.response["Error"]["Code"])
+        assert codes == ["ExecutionDoesNotExist"] * 3 + ["ThrottlingException"] * 2
+        assert quotas.throttled == {("states", "DescribeExecution"): 2}
+        assert "stateMachines" in sfn.list_state_machines()  # no quota: not limited
+    finally:
+        server.shutdown()
+    assert api_action({"PATH_INFO": "/v1/submitjob"}) == ("batch", "SubmitJob")
+    assert api_action({"HTTP_X_AMZ_TARGET": "AWSStepFunctions.StartExecution"}) == (
+        "states",
+        "StartExecution",
+    )

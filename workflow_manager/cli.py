@@ -74,7 +74,7 @@ def _emulator(args: argparse.Namespace) -> int:
     from workflow_manager.emulator.server import emulator_client_kwargs, start_embedded_emulator
 
     config = Config.from_env()
-    emulator = start_embedded_emulator(port=args.port, host=args.host)
+    emulator = start_embedded_emulator(port=args.port, host=args.host, quotas=config.emulator_quotas)
     try:
         kwargs = emulator_client_kwargs(emulator.endpoint_url)
         seed_embedded_batch(
@@ -90,7 +90,8 @@ def _emulator(args: argparse.Namespace) -> int:
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        print(f"emulator: serving on {emulator.endpoint_url}", flush=True)
+        quotas = " with AWS's API rates" if config.emulator_quotas == "aws" else ""
+        print(f"emulator: serving on {emulator.endpoint_url}{quotas}", flush=True)
         stop.wait()
     finally:
         emulator.stop()

@@ -67,6 +67,13 @@ def _auth_switch(value: str) -> str:
     return switch
 
 
+def _emulator_quotas(value: str) -> str:
+    mode = value.strip().lower()
+    if mode not in ("off", "aws"):
+        raise ValueError(f"WFM_EMULATOR_QUOTAS must be off or aws, not {value!r}")
+    return mode
+
+
 @dataclass
 class Config:
     backend: str = "embedded"
@@ -83,6 +90,9 @@ class Config:
     # Embedded mode: the emulator's loopback port (0 picks a free one); fix it to point workers
     # started outside the service at the emulator.
     emulator_port: int = 0
+    # `aws`: the emulator answers ThrottlingException past AWS's API rates (emulator.quotas), as AWS
+    # would; `off`: it answers everything.
+    emulator_quotas: str = "off"
     account_id: str | None = None
     sfn_role_arn: str = f"arn:aws:iam::{EMULATOR_ACCOUNT_ID}:role/workflow-manager-sfn"
     default_namespace: str = "default"
@@ -249,6 +259,7 @@ _ENVIRONMENT: list[tuple[str, tuple[str, ...], Callable[[str], Any]]] = [
     ("region", ("AWS_REGION", "AWS_DEFAULT_REGION"), str),
     ("aws_endpoint", ("WFM_AWS_ENDPOINT", "AWS_ENDPOINT_URL"), str),
     ("emulator_port", ("WFM_EMULATOR_PORT",), int),
+    ("emulator_quotas", ("WFM_EMULATOR_QUOTAS",), _emulator_quotas),
     ("account_id", ("WFM_AWS_ACCOUNT_ID",), str),
     ("sfn_role_arn", ("WFM_SFN_ROLE_ARN",), str),
     ("default_namespace", ("WFM_NAMESPACE",), str),

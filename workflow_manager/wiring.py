@@ -143,7 +143,7 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
     if config.backend == "embedded":
         from workflow_manager.emulator.server import start_embedded_emulator
 
-        emulator = start_embedded_emulator(port=config.emulator_port)
+        emulator = start_embedded_emulator(port=config.emulator_port, quotas=config.emulator_quotas)
         endpoint = emulator.endpoint_url
         log.info("embedded AWS emulator listening on %s", endpoint)
     clients = AwsClients(config.backend, config.region, endpoint)

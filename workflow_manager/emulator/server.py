@@ -20,14 +20,17 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from moto.core.config import default_user_config
-from moto.server import ThreadedMotoServer
+from moto.moto_server.threaded_moto_server import MotoRequestHandler, make_server
+from moto.server import DomainDispatcherApplication, ThreadedMotoServer, create_backend_app
 
 from workflow_manager.emulator import DUMMY_CREDENTIALS
 from workflow_manager.emulator.batch_runner import install_batch_runner
 from workflow_manager.emulator.events import install_event_emission
 from workflow_manager.emulator.moto_compat import apply_moto_compat
+from workflow_manager.emulator.quotas import QuotaMiddleware
 
 DEFAULT_REGION = "us-east-1"
 # How long start_embedded_emulator waits for the server to answer its first request.
@@ -64,7 +67,7 @@ _running: _RunningServer | None = None
 _running_lock = threading.Lock()
 
 
-def start_embedded_emulator(port: int = 0, host: str = "127.0.0.1") -> EmbeddedEmulator:
+def start_embedded_emulator(port: int = 0, host: str = "127.0.0.1", quotas: str = "off") -> EmbeddedEmulator:
     """Start moto in this process with Step Functions execution on and the local Batch runner
     installed, and return once it answers; or, when it already runs (on `port`, or `port` is 0),
     another handle on it. `port=0` picks a free port. Sets `MOTO_PORT` in `os.environ` to the port
@@ -79,7 +82,7 @@ def start_embedded_emulator(port: int = 0, host: str = "127.0.0.1") -> EmbeddedE
                 f"an embedded emulator already runs on {_running.host}:{_running.port};"
                 f" one process has one (moto's state is process-wide)"
             )
-        _running = _start_server(port, host)
+        _running = _start_server(port, host, quotas)
         return EmbeddedEmulator(f"http://{host}:{_running.port}", _running.port)
 
 
@@ -94,7 +97,26 @@ def _release_server() -> None:
             _running = None
 
 
-def _start_server(port: int, host: str) -> _RunningServer:
+class _EmulatorServer(ThreadedMotoServer):
+    """moto's threaded server, with AWS's API rates in front when `quotas` is "aws"."""
+
+    def __init__(self, *args: Any, quotas: str = "off", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.quotas: QuotaMiddleware | None = None
+        self._quota_mode = quotas
+
+    def _server_entry(self) -> None:
+        app: Any = DomainDispatcherApplication(create_backend_app)
+        if self._quota_mode == "aws":
+            app = self.quotas = QuotaMiddleware(app)
+        self._server = make_server(
+            self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
+def _start_server(port: int, host: str, quotas: str = "off") -> _RunningServer:
     apply_moto_compat()
     # Step Functions and Batch status changes as EventBridge events, as AWS sends them.
     install_event_emission()
@@ -108,7 +130,7 @@ def _start_server(port: int, host: str) -> _RunningServer:
     # The interpreter logs an ERROR with a full state dump for every failure event, expected ones
     # (a task's failure, a stop, a timeout) included; the service reports them on the workflow.
     logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server = _EmulatorServer(ip_address=host, port=port, verbose=False, quotas=quotas)
     server.start()
     bound_port = server.get_host_and_port()[1]
     os.environ["MOTO_PORT"] = str(bound_port)
