@@ -121,3 +121,47 @@ def test_the_service_holds_its_own_calls_to_the_budget(proxy):
         assert api.delete(f"/workflows/{started['id']}", {"reason": "test over"}).status_code == 200
     finally:
         served.stop()
+
+
+def test_many_watchers_of_a_workflow_cost_one_refresh_a_second(proxy):
+    from workflow_manager.services.workflows import WATCHED_REFRESH_SECONDS
+
+    served = serve(
+        app_config(
+            backend="endpoint",
+            aws_endpoint=proxy.url,
+            account_id="123456789012",
+            start_workers=False,
+            updater_enabled=False,
+        )
+    )
+    try:
+        api = Api(f"http://127.0.0.1:{served.port}")
+        body = {**load_fixture("api", "long-task.json"), "name": f"watched-{uuid.uuid4().hex[:8]}"}
+        assert api.post("/workflow-definitions", body).status_code == 201
+        started = api.post("/workflows", {"workflowDefinition": {"name": body["name"]}, "input": {}}).json()
+        time.sleep(WATCHED_REFRESH_SECONDS)
+        before = proxy.calls["DescribeExecution"]
+        began = time.monotonic()
+        answers = []
+
+        def watch() -> None:
+            for _ in range(5):
+                answers.append(api.get(f"/workflows/{started['id']}").json()["id"])
+
+        threads = [threading.Thread(target=watch) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        elapsed = time.monotonic() - began
+        assert answers == [started["id"]] * 30  # every watcher was answered
+        refreshes = proxy.calls["DescribeExecution"] - before
+        assert 1 <= refreshes <= 1 + elapsed / WATCHED_REFRESH_SECONDS, (refreshes, elapsed)
+        # An explicit fetchHistory=true is never answered from the store.
+        before = proxy.calls["GetExecutionHistory"]
+        assert api.get(f"/workflows/{started['id']}?fetchHistory=true").status_code == 200
+        assert proxy.calls["GetExecutionHistory"] > before
+        assert api.delete(f"/workflows/{started['id']}", {"reason": "test over"}).status_code == 200
+    finally:
+        served.stop()

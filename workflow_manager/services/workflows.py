@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -65,6 +66,9 @@ ZOMBIE_WINDOW = timedelta(minutes=5)
 # the limit, a GET answers from the store (the updater keeps it current) and an explicit
 # `fetchHistory=true` is 503, to be retried.
 MAX_CONCURRENT_HISTORY_READS = 4
+# A workflow someone watches (GET, the console) is refreshed from the backend at most once per
+# this long in each process, however many watch it: the others get the record as just refreshed.
+WATCHED_REFRESH_SECONDS = 1.0
 # How long an Idempotency-Key returns the workflow it started (CONTRACT 9.2).
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 EXECUTION_GONE_REASON = "execution not found: the backend has no execution for this workflow"
@@ -108,6 +112,7 @@ class WorkflowService:
         self._executor = executor
         self._default_namespace = default_namespace
         self._zombie_window = zombie_window
+        self._watched = _WatchedRefreshes(WATCHED_REFRESH_SECONDS)
         self._starts = StartRunner(
             store, executor, self._mutate_workflow, lease=start_lease, wait_seconds=start_wait_seconds
         )
@@ -371,6 +376,16 @@ class WorkflowService:
         workflow = self._store.get_workflow(workflow_id)
         if workflow_is_done(workflow) and not fetch_history:
             return workflow
+        if not fetch_history and not self._watched.claim(workflow_id):
+            return workflow  # refreshed a moment ago, or being refreshed for another watcher
+        try:
+            return self._get_refreshed(workflow, fetch_history)
+        finally:
+            if not fetch_history:
+                self._watched.done(workflow_id)
+
+    def _get_refreshed(self, workflow: Workflow, fetch_history: bool) -> Workflow:
+        workflow_id = workflow.id
         if self._history_reads is None or not self._history_reads.acquire(blocking=False):
             if fetch_history:
                 raise BackendUnavailable(
@@ -464,3 +479,35 @@ class WorkflowService:
                 if attempt == MUTATE_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
+
+
+class _WatchedRefreshes:
+    """Which workflows a GET may refresh now: none being refreshed already, none refreshed within
+    `interval` seconds. In-process (each replica holds its own), bounded by pruning."""
+
+    MAX_TRACKED = 10_000
+
+    def __init__(self, interval: float):
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._in_flight: set[str] = set()
+
+    def claim(self, workflow_id: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if (
+                workflow_id in self._in_flight
+                or now - self._last.get(workflow_id, -self._interval) < self._interval
+            ):
+                return False
+            self._in_flight.add(workflow_id)
+            return True
+
+    def done(self, workflow_id: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._in_flight.discard(workflow_id)
+            self._last[workflow_id] = now
+            if len(self._last) > self.MAX_TRACKED:
+                self._last = {k: t for k, t in self._last.items() if now - t < self._interval}
