@@ -9,7 +9,7 @@ def test_endpoint_backend_points_clients_at_the_endpoint():
     client = AwsClients("endpoint", "eu-west-1", "http://127.0.0.1:4999").client("stepfunctions")
     assert client.meta.endpoint_url == "http://127.0.0.1:4999"
     assert client.meta.region_name == "eu-west-1"
-    assert client.meta.config.retries["mode"] == "standard"
+    assert client.meta.config.retries["mode"] == "adaptive"  # backs off after throttling (issue 10)
 
 
 def test_localstack_backend_uses_localstack_host(monkeypatch):
