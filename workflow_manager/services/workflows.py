@@ -17,8 +17,8 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from executor.interface import ExecutionReport, Executor, StartAbandoned
 from store.interface import MAX_LIST_LIMIT, Store, WorkflowPage, WorkflowQuery
@@ -72,6 +72,25 @@ EXECUTION_GONE_REASON = "execution not found: the backend has no execution for t
 MUTATE_ATTEMPTS = 5
 
 
+# The most active workflows whose status a metrics scrape reads (one store read each); the rest
+# are counted under ACTIVE_STATUS_UNREAD.
+MAX_ACTIVE_STATUS_READS = 1000
+ACTIVE_STATUS_UNREAD = "unread"
+
+
+class WorkflowObserver(Protocol):
+    """What the service tells the metrics (workflow_manager.telemetry implements it)."""
+
+    def workflow_finished(self, status: str, stopped_at: datetime | None, recorded_at: datetime) -> None:
+        """A workflow's terminal status, reported by its backend as stopped at `stopped_at`, is
+        being recorded at `recorded_at`."""
+
+
+class _NoObserver:
+    def workflow_finished(self, status: str, stopped_at: datetime | None, recorded_at: datetime) -> None:
+        return None
+
+
 @dataclass(frozen=True)
 class StartRequest:
     """A start as a request states it. `input` and `tags` are whatever JSON the caller sent (the
@@ -100,7 +119,9 @@ class WorkflowService:
         max_concurrent_history_reads: int = MAX_CONCURRENT_HISTORY_READS,
         start_lease: timedelta = START_LEASE,
         start_wait_seconds: float = START_WAIT_SECONDS,
+        observer: WorkflowObserver | None = None,
     ):
+        self._observer = observer or _NoObserver()
         self._history_reads = (
             threading.BoundedSemaphore(max_concurrent_history_reads) if max_concurrent_history_reads else None
         )
@@ -399,6 +420,21 @@ class WorkflowService:
     def active_workflow_ids(self) -> list[str]:
         return self._store.list_active_workflow_ids()
 
+    def count_active_by_status(self, max_reads: int = MAX_ACTIVE_STATUS_READS) -> dict[str, int]:
+        """The active workflows by status, as stored (the backend is not asked): one store read per
+        workflow, up to `max_reads`; the rest are counted as ACTIVE_STATUS_UNREAD."""
+        ids = self._store.list_active_workflow_ids()
+        counts: dict[str, int] = {}
+        for workflow_id in ids[:max_reads]:
+            try:
+                status = str(self._store.get_workflow(workflow_id).status)
+            except NotFound:
+                continue  # deleted since it was listed
+            counts[status] = counts.get(status, 0) + 1
+        if len(ids) > max_reads:
+            counts[ACTIVE_STATUS_UNREAD] = len(ids) - max_reads
+        return counts
+
     def is_done(self, workflow_id: str) -> bool:
         """Whether the stored workflow is done (reference 2.7), without asking the backend; a
         workflow that no longer exists is done."""
@@ -436,6 +472,7 @@ class WorkflowService:
         if new_status is None or not transition_allowed(workflow.status, new_status):
             return
         if new_status != workflow.status and is_terminal(new_status):
+            self._observer.workflow_finished(str(new_status), report.stopped_at, utc_now())
             effects = TERMINAL_EFFECTS[new_status]
             workflow.stopped_at = report.stopped_at or workflow.stopped_at
             if effects.resolves:

@@ -1,0 +1,247 @@
+"""Watching the service (CONTRACT 9.7): `GET /metrics` on the real served app (requests, AWS calls,
+the store's lag, workflows by status), its reader-only access with auth on, the sum over worker
+processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import FIXTURES, Api, beside_config, load_fixture, serve, wait_for
+from workflow_manager.config import PROJECT_ROOT
+
+Samples = dict[tuple[str, frozenset], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def scrape(api: Api) -> Samples:
+    response = api.get("/metrics")
+    assert response.status_code == 200, response.text
+    return parse(response.text)
+
+
+def new_definition(api: Api, fixture: str) -> str:
+    body = {**load_fixture(*fixture.split("/")), "name": f"metrics-{uuid.uuid4().hex[:8]}"}
+    response = api.post("/workflow-definitions", body)
+    assert response.status_code == 201, response.text
+    return body["name"]
+
+
+def start(api: Api, name: str) -> str:
+    response = api.post("/workflows", {"workflowDefinition": {"name": name}})
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+def test_metrics_are_prometheus_text_named_workflow_manager(api):
+    response = api.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    names = {family.name for family in text_string_to_metric_families(response.text)}
+    assert {
+        "workflow_manager_requests",
+        "workflow_manager_request_duration_seconds",
+        "workflow_manager_aws_calls",
+        "workflow_manager_store_lag_seconds",
+        "workflow_manager_workflows",
+    } <= names
+
+
+def test_a_start_and_a_get_are_counted_by_operation_and_status_with_their_aws_calls(api):
+    name = new_definition(api, "api/pass-only.json")
+    before = scrape(api)
+    workflow_id = start(api, name)
+    assert api.get(f"/workflows/{workflow_id}").status_code == 200
+    after = scrape(api)
+
+    def delta(metric: str, **labels: str) -> float:
+        return value(after, metric, **labels) - value(before, metric, **labels)
+
+    assert delta("workflow_manager_requests_total", operation="startWorkflow", status="200") == 1
+    assert delta("workflow_manager_requests_total", operation="getWorkflowByID", status="200") == 1
+    assert delta("workflow_manager_request_duration_seconds_count", operation="startWorkflow") == 1
+    assert delta("workflow_manager_request_duration_seconds_sum", operation="startWorkflow") > 0
+    assert (
+        delta(
+            "workflow_manager_aws_calls_total",
+            service="stepfunctions",
+            operation="StartExecution",
+            outcome="ok",
+        )
+        >= 1
+    )
+
+
+def test_a_request_matching_no_route_is_counted_unrouted(api):
+    before = scrape(api)
+    assert api.get("/no-such-route").status_code == 404
+    after = scrape(api)
+    key = {"operation": "unrouted", "status": "404"}
+    assert (
+        value(after, "workflow_manager_requests_total", **key)
+        - value(before, "workflow_manager_requests_total", **key)
+        == 1
+    )
+
+
+def test_an_aws_call_that_fails_is_counted_with_outcome_error(api, served_app):
+    from botocore.exceptions import ClientError
+
+    key = {"service": "stepfunctions", "operation": "DescribeExecution", "outcome": "error"}
+    before = value(scrape(api), "workflow_manager_aws_calls_total", **key)
+    client = served_app.app.runtime.clients.client("stepfunctions")
+    missing = "arn:aws:states:us-east-1:123456789012:execution:no-such-machine:no-such-execution"
+    with pytest.raises(ClientError):
+        client.describe_execution(executionArn=missing)
+    assert value(scrape(api), "workflow_manager_aws_calls_total", **key) - before == 1
+
+
+@pytest.mark.parametrize(
+    ("parsed", "http_status", "outcome"),
+    [
+        ({"ResponseMetadata": {}}, 200, "ok"),
+        ({"Error": {"Code": "ThrottlingException"}}, 400, "throttled"),
+        ({"Error": {"Code": "ProvisionedThroughputExceededException"}}, 400, "throttled"),
+        ({"Error": {"Code": "ExecutionDoesNotExist"}}, 400, "error"),
+        ({}, 503, "error"),
+    ],
+)
+def test_an_aws_answer_is_ok_throttled_or_error(parsed, http_status, outcome):
+    from workflow_manager.telemetry.aws import outcome_of
+
+    assert outcome_of(parsed, http_status) == outcome
+
+
+def test_the_store_lag_is_observed_when_a_workflow_finishes(api):
+    name = new_definition(api, "api/pass-only.json")
+    key = {"status": "succeeded"}
+    before = value(scrape(api), "workflow_manager_store_lag_seconds_count", **key)
+    workflow_id = start(api, name)
+    api.wait_for_status(workflow_id, {"succeeded"})
+    after = scrape(api)
+    assert value(after, "workflow_manager_store_lag_seconds_count", **key) - before >= 1
+    # The pass-only execution stopped well under a minute before the store recorded it.
+    assert value(after, "workflow_manager_store_lag_seconds_bucket", status="succeeded", le="60.0") >= 1
+
+
+def test_active_workflows_are_counted_by_status(api):
+    workflow_id = start(api, new_definition(api, "auth/waiting.json"))
+    api.wait_for_status(workflow_id, {"running"})
+    running = value(scrape(api), "workflow_manager_workflows", status="running")
+    assert running >= 1
+    assert api.delete(f"/workflows/{workflow_id}", {"reason": "metrics test"}).status_code == 200
+    wait_for(
+        lambda: value(scrape(api), "workflow_manager_workflows", status="running") == running - 1,
+        what="the cancelled workflow to leave the running count",
+    )
+
+
+# With auth on: a reader may scrape; without a token, nobody.
+
+
+@pytest.fixture(scope="module")
+def auth_base_url(served_app):
+    served = serve(
+        beside_config(served_app, auth_tokens_file=FIXTURES / "metrics" / "tokens.yml", start_workers=False)
+    )
+    yield f"http://127.0.0.1:{served.port}"
+    served.stop()
+
+
+def test_with_auth_on_metrics_need_a_reader_token(auth_base_url):
+    anonymous = requests.get(f"{auth_base_url}/metrics", timeout=30)
+    assert anonymous.status_code == 401, anonymous.text
+    assert anonymous.headers["WWW-Authenticate"] == "Bearer"
+    reader = requests.get(
+        f"{auth_base_url}/metrics", headers={"Authorization": "Bearer scraper-secret"}, timeout=30
+    )
+    assert reader.status_code == 200, reader.text
+    assert (
+        value(parse(reader.text), "workflow_manager_requests_total", operation="getMetrics", status="401")
+        >= 1
+    )
+
+
+# Several worker processes: each writes its values to PROMETHEUS_MULTIPROC_DIR, a scrape sums them.
+
+COUNT_IN_A_PROCESS = """
+import sys
+from workflow_manager.telemetry.metrics import AWS_CALLS, REQUESTS
+REQUESTS.labels(operation="getWorkflowByID", status="200").inc(int(sys.argv[1]))
+AWS_CALLS.labels(service="stepfunctions", operation="DescribeExecution", outcome="throttled").inc()
+"""
+
+
+def test_a_scrape_sums_the_counters_of_every_worker_process(tmp_path, monkeypatch):
+    from workflow_manager.telemetry.metrics import MetricsExporter
+
+    environ = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(PROJECT_ROOT)}
+    for count in (3, 4):
+        subprocess.run([sys.executable, "-c", COUNT_IN_A_PROCESS, str(count)], env=environ, check=True)
+    assert len(list(tmp_path.glob("counter_*.db"))) == 2, "one file per process"
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    body, content_type = MetricsExporter(lambda: {"running": 2}).render()
+    samples = parse(body.decode())
+    assert value(samples, "workflow_manager_requests_total", operation="getWorkflowByID", status="200") == 7
+    assert (
+        value(
+            samples,
+            "workflow_manager_aws_calls_total",
+            service="stepfunctions",
+            operation="DescribeExecution",
+            outcome="throttled",
+        )
+        == 2
+    )
+    assert value(samples, "workflow_manager_workflows", status="running") == 2
+    assert content_type.startswith("text/plain; version=0.0.4")
+
+
+def test_gunicorn_gives_the_workers_a_fresh_metrics_directory_and_marks_dead_ones(tmp_path, monkeypatch):
+    import runpy
+
+    hooks = runpy.run_path(str(PROJECT_ROOT / "deploy" / "gunicorn.conf.py"))
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "counter_123.db").write_bytes(b"left over")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(given))
+    hooks["on_starting"](object())
+    assert list(given.iterdir()) == [], "an earlier run's values are not summed in"
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+
+    class Server:
+        pass
+
+    server = Server()
+    hooks["on_starting"](server)
+    created = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    assert os.path.isdir(created) and os.listdir(created) == []
+    (tmp_path / "gauge_livesum_77.db").write_bytes(b"")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+
+    class Worker:
+        pid = 77
+
+    hooks["child_exit"](server, Worker())
+    assert not (tmp_path / "gauge_livesum_77.db").exists(), "a dead worker's live gauges are dropped"
+    hooks["on_exit"](server)
+    assert not os.path.exists(created)
