@@ -28,18 +28,30 @@ class RequestMetricsMiddleware:
             return
         extensions = scope.setdefault("extensions", {})
         status = 500
+        recorded = False
         started = time.perf_counter()
+
+        def record() -> None:
+            nonlocal recorded
+            recorded = True
+            operation = (extensions.get(ROUTING_CONTEXT) or {}).get("operation_id") or UNROUTED
+            REQUESTS.labels(operation=operation, status=str(status)).inc()
+            REQUEST_DURATION.labels(operation=operation).observe(time.perf_counter() - started)
 
         async def recording_send(message):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Before the last of the body goes out: a caller that has its answer (a test, the
+                # next scrape) finds the request counted.
+                record()
             await send(message)
 
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            # An exception here is answered 500 by Connexion's ServerErrorMiddleware, outside.
-            operation = (extensions.get(ROUTING_CONTEXT) or {}).get("operation_id") or UNROUTED
-            REQUESTS.labels(operation=operation, status=str(status)).inc()
-            REQUEST_DURATION.labels(operation=operation).observe(time.perf_counter() - started)
+            if not recorded:
+                # No answer went out: an exception, which Connexion's ServerErrorMiddleware,
+                # outside, answers 500.
+                record()
