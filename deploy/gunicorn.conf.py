@@ -2,7 +2,8 @@
 
 uvicorn workers serve the Connexion (ASGI) app. Every setting comes from `Config` (the WFM_*
 variables, read in one place): the bind address, the number of processes (one in embedded mode or on
-the memory store, since their state lives in the process; `WFM_WORKERS` otherwise) and the log level.
+the memory store, since their state lives in the process; `WFM_WORKERS` otherwise), the log level
+and format.
 
 Metrics over all worker processes (CONTRACT 9.7): before any worker starts, PROMETHEUS_MULTIPROC_DIR
 is set to a fresh directory (or the one given, emptied), where each worker's prometheus-client
@@ -14,6 +15,7 @@ this: the module is read by tools and tests that must not get the variable set.
 import os
 
 from workflow_manager.config import Config
+from workflow_manager.telemetry.logs import gunicorn_log_config
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -29,6 +31,8 @@ timeout = 60
 accesslog = "-"
 errorlog = "-"
 loglevel = _config.log_level.lower()
+# gunicorn's own lines (and the access log) as JSON too when the service's are (WFM_LOG_FORMAT).
+logconfig_dict = gunicorn_log_config(_config.logs_format) or {}
 
 
 def on_starting(server):
@@ -63,7 +67,8 @@ def child_exit(server, worker):
 
 
 def post_fork(server, worker):
-    """The service's own loggers (updater, workers, emulator) log to stderr at WFM_LOG_LEVEL."""
-    import logging
+    """The service's own loggers (updater, workers, emulator) log to stderr at WFM_LOG_LEVEL, as
+    JSON lines or text (WFM_LOG_FORMAT)."""
+    from workflow_manager.telemetry.logs import configure_logging
 
-    logging.basicConfig(level=_config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(_config.log_level, _config.logs_format)

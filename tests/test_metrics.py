@@ -1,9 +1,12 @@
 """Watching the service (CONTRACT 9.7): `GET /metrics` on the real served app (requests, AWS calls,
 the store's lag, workflows by status), its reader-only access with auth on, the sum over worker
-processes."""
+processes, and the JSON log lines."""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -245,3 +248,86 @@ def test_gunicorn_gives_the_workers_a_fresh_metrics_directory_and_marks_dead_one
     assert not (tmp_path / "gauge_livesum_77.db").exists(), "a dead worker's live gauges are dropped"
     hooks["on_exit"](server)
     assert not os.path.exists(created)
+
+
+# Logs as JSON lines, with the workflow id.
+
+
+def test_json_logs_are_one_object_per_line_with_the_workflow_id():
+    from workflow_manager.logcontext import working_on
+    from workflow_manager.telemetry.logs import log_handler
+
+    stream = io.StringIO()
+    logger = logging.getLogger("tests.metrics.json")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(log_handler("json", stream))
+    with working_on("wf-123"):
+        logger.info("refreshed %s", "it")
+        try:
+            raise ValueError("first line\nsecond line")
+        except ValueError:
+            logger.exception("refresh failed")
+    logger.warning("not about a workflow", extra={"workflow_id": "wf-456"})
+    logger.warning("about nothing")
+
+    lines = stream.getvalue().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(lines) == 4, "a traceback stays inside its line"
+    assert [(r["level"], r["message"], r["workflow_id"]) for r in records] == [
+        ("INFO", "refreshed it", "wf-123"),
+        ("ERROR", "refresh failed", "wf-123"),
+        ("WARNING", "not about a workflow", "wf-456"),
+        ("WARNING", "about nothing", None),
+    ]
+    assert records[0]["logger"] == "tests.metrics.json"
+    assert "ValueError: first line\\nsecond line" in lines[1]
+    assert records[0]["time"].endswith("+00:00")
+
+
+def test_what_is_logged_while_the_service_works_on_a_workflow_carries_its_id(api, caplog):
+    from workflow_manager.logcontext import WorkflowIdFilter
+
+    workflow_id = start(api, new_definition(api, "auth/waiting.json"))
+    caplog.handler.addFilter(WorkflowIdFilter())
+    # botocore logs each request it makes at DEBUG: the cancel's StopExecution is one.
+    caplog.set_level(logging.DEBUG, logger="botocore.endpoint")
+    assert api.delete(f"/workflows/{workflow_id}", {"reason": "metrics log test"}).status_code == 200
+    stops = [r for r in caplog.records if "StopExecution" in r.getMessage()]
+    assert stops, "botocore logged the StopExecution request"
+    assert {r.workflow_id for r in stops} == {workflow_id}
+
+
+GUNICORN_LOGS = """
+import logging, logging.config, runpy, sys
+settings = runpy.run_path(sys.argv[1])
+logging.config.dictConfig(settings["logconfig_dict"])
+logging.getLogger("gunicorn.error").info("Booting worker with pid: %s", 42)
+"""
+
+
+def test_gunicorn_logs_its_own_lines_as_json_when_the_service_does():
+    conf = str(PROJECT_ROOT / "deploy" / "gunicorn.conf.py")
+    environ = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "WFM_BACKEND": "aws", "WFM_LOG_FORMAT": "json"}
+    result = subprocess.run(
+        [sys.executable, "-c", GUNICORN_LOGS, conf], env=environ, capture_output=True, text=True, check=True
+    )
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    record = json.loads(lines[0])
+    assert (record["logger"], record["message"]) == ("gunicorn.error", "Booting worker with pid: 42")
+
+    environ["WFM_LOG_FORMAT"] = "text"
+    text = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import runpy, sys; print(runpy.run_path(sys.argv[1])['logconfig_dict'])",
+            conf,
+        ],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert text.stdout.strip() == "{}", "text: gunicorn's own format"

@@ -49,6 +49,7 @@ from workflow_manager.domain.status import (
     transition_allowed,
     workflow_is_done,
 )
+from workflow_manager.logcontext import about_workflow
 from workflow_manager.services.starts import START_LEASE, START_WAIT_SECONDS, StartRunner
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,7 @@ class WorkflowService:
             )
         return existing
 
+    @about_workflow
     def _save_and_start(
         self, workflow: Workflow, claim: Callable[[], None] | None = None, deadline: float | None = None
     ) -> None:
@@ -258,6 +260,7 @@ class WorkflowService:
         workflow.jobs = jobs
         workflow.status, workflow.status_reason = saved.status, saved.status_reason
 
+    @about_workflow
     def resume(self, workflow_id: str, start_at: str, actor: Principal = ANONYMOUS) -> Workflow:
         """Start a new workflow, a retry of `workflow_id`, from its top-level state `start_at`, with
         the input that state's job had (the reference's RetryWorkflow)."""
@@ -346,6 +349,7 @@ class WorkflowService:
 
     # Cancel, resolve
 
+    @about_workflow
     def cancel(self, workflow_id: str, reason: str, actor: Principal = ANONYMOUS) -> None:
         workflow = self._store.get_workflow(workflow_id)
         require_namespace(actor, workflow.namespace)
@@ -376,6 +380,7 @@ class WorkflowService:
             # The execution finished before the stop reached it.
             raise InvalidInput(f"Cancellation not allowed. Workflow {workflow_id} is {updated.status}")
 
+    @about_workflow
     def resolve(self, workflow_id: str, actor: Principal = ANONYMOUS) -> None:
         require_namespace(actor, self._store.get_workflow(workflow_id).namespace)
 
@@ -388,6 +393,7 @@ class WorkflowService:
 
     # Reading and refreshing
 
+    @about_workflow
     def get(self, workflow_id: str, fetch_history: bool = False) -> Workflow:
         workflow = self._store.get_workflow(workflow_id)
         if workflow_is_done(workflow) and not fetch_history:
@@ -443,6 +449,7 @@ class WorkflowService:
         except NotFound:
             return True
 
+    @about_workflow
     def refresh(self, workflow_id: str) -> Workflow:
         """Bring a workflow's status and jobs in line with its execution, and save what changed. A
         workflow still starting is left to its start; one whose start was left unfinished (its

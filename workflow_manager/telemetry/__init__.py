@@ -1,5 +1,5 @@
-"""Watching the service (CONTRACT 9.7): the Prometheus metrics (`metrics`), and the botocore hooks that
-count AWS calls (`aws`).
+"""Watching the service (CONTRACT 9.7): the Prometheus metrics (`metrics`), the botocore hooks that
+count AWS calls (`aws`) and the log formats (`logs`).
 
 Pitfalls:
 - gunicorn serves from several processes, each with its own counters. With
