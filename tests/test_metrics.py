@@ -16,7 +16,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import FIXTURES, Api, beside_config, load_fixture, serve, wait_for
+from tests.conftest import FIXTURES, Api, beside_config, free_port, load_fixture, serve, wait_for
 from workflow_manager.config import PROJECT_ROOT
 
 Samples = dict[tuple[str, frozenset], float]
@@ -248,6 +248,91 @@ def test_gunicorn_gives_the_workers_a_fresh_metrics_directory_and_marks_dead_one
     assert not (tmp_path / "gauge_livesum_77.db").exists(), "a dead worker's live gauges are dropped"
     hooks["on_exit"](server)
     assert not os.path.exists(created)
+
+
+def dynamodb_calls(samples: Samples) -> float:
+    return sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "workflow_manager_aws_calls_total" and ("service", "dynamodb") in labels
+    )
+
+
+def one_file_scrape(counter_file, tmp_path) -> str:
+    """What a scrape of one worker's file alone answers."""
+    import shutil
+
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    alone = tmp_path / f"alone-{counter_file.stem}"
+    alone.mkdir()
+    shutil.copy(counter_file, alone)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(alone))
+    return generate_latest(registry).decode()
+
+
+def test_gunicorn_with_two_workers_answers_metrics_summed_over_both(served_app, tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    port = free_port()
+    environ = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "WFM_BACKEND": "endpoint",
+        "WFM_AWS_ENDPOINT": served_app.app.runtime.emulator.endpoint_url,
+        "WFM_AWS_ACCOUNT_ID": "123456789012",
+        "WFM_STORE": "dynamodb",
+        "WFM_DYNAMODB_PREFIX": f"metrics-{uuid.uuid4().hex[:8]}",
+        "WFM_DYNAMODB_CREATE_TABLES": "true",
+        "WFM_UPDATER": "false",
+        "WFM_AUTH": "off",
+        "WFM_HOST": "127.0.0.1",
+        "WFM_PORT": str(port),
+        "WFM_WORKERS": "2",
+        "WFM_LOG_LEVEL": "warning",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(PROJECT_ROOT / "deploy" / "gunicorn.conf.py")],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "gunicorn.log").open("w"),
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+
+        def both_workers_serve() -> bool:
+            # Each worker counts the DynamoDB calls of its start-up (creating the tables) in a
+            # file of its own.
+            try:
+                answered = requests.get(f"{base_url}/_live", timeout=5).status_code == 200
+            except requests.RequestException:  # not listening yet, or still loading the app
+                return False
+            return answered and len(list(metrics_dir.glob("counter_*.db"))) == 2
+
+        try:
+            wait_for(both_workers_serve, timeout=90, interval=0.5, what="two gunicorn workers")
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{(tmp_path / 'gunicorn.log').read_text()}") from None
+        for _ in range(20):
+            # A connection each, so that the requests are spread over the workers.
+            assert requests.get(f"{base_url}/_health", timeout=10).status_code == 200
+        # Each worker's own DynamoDB calls (both made some at start-up), read before the scrape: the
+        # scrape reads the files before its own store query for the workflows by status.
+        per_worker = [
+            dynamodb_calls(parse(one_file_scrape(path, tmp_path)))
+            for path in metrics_dir.glob("counter_*.db")
+        ]
+        samples = parse(requests.get(f"{base_url}/metrics", timeout=10).text)
+        assert value(samples, "workflow_manager_requests_total", operation="healthCheck", status="200") == 20
+        assert len(per_worker) == 2 and all(calls > 0 for calls in per_worker)
+        assert dynamodb_calls(samples) == sum(per_worker)
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 # Logs as JSON lines, with the workflow id.
