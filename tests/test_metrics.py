@@ -156,6 +156,23 @@ def test_active_workflows_are_counted_by_status(api):
     )
 
 
+def test_the_workflows_gauge_reads_at_most_its_limit_and_counts_the_rest_unread():
+    from store.memory import MemoryStore
+    from tests.test_store_contract import kitchensink, new_workflow
+    from workflow_manager.domain.models import WorkflowStatus
+    from workflow_manager.services.workflows import WorkflowService
+
+    store = MemoryStore()
+    definition = store.save_workflow_definition(kitchensink())
+    for status in [WorkflowStatus.RUNNING] * 3 + [WorkflowStatus.QUEUED, WorkflowStatus.SUCCEEDED]:
+        store.save_workflow(new_workflow(definition, status=status))
+    # The counts read only the store: no executor is needed.
+    workflows = WorkflowService(store, executor=None, default_namespace="ns")  # type: ignore[arg-type]
+    assert workflows.count_active_by_status() == {"running": 3, "queued": 1}
+    limited = workflows.count_active_by_status(max_reads=2)
+    assert limited["unread"] == 2 and sum(limited.values()) == 4
+
+
 # With auth on: a reader may scrape; without a token, nobody.
 
 

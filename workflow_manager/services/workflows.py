@@ -73,8 +73,8 @@ EXECUTION_GONE_REASON = "execution not found: the backend has no execution for t
 MUTATE_ATTEMPTS = 5
 
 
-# The most active workflows whose status a metrics scrape reads (one store read each); the rest
-# are counted under ACTIVE_STATUS_UNREAD.
+# A metrics scrape reads the status of at most this many active workflows (one store read each,
+# so that a scrape stays cheap however many run); the rest are counted under ACTIVE_STATUS_UNREAD.
 MAX_ACTIVE_STATUS_READS = 1000
 ACTIVE_STATUS_UNREAD = "unread"
 
