@@ -150,6 +150,8 @@ def call_for(operation_id: str, admin: Api) -> Call:
         return Call("GET", "/_live")
     if operation_id == "readyCheck":
         return Call("GET", "/_ready")
+    if operation_id == "getMetrics":
+        return Call("GET", "/metrics")
     if operation_id == "getWorkflowDefinitions":
         return Call("GET", "/workflow-definitions")
     if operation_id == "newWorkflowDefinition":

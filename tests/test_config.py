@@ -80,11 +80,27 @@ def test_an_empty_file_variable_means_no_file():
         ({"WFM_BACKEND": "cloud"}, "WFM_BACKEND must be one of embedded, endpoint, localstack, aws"),
         ({"WFM_BACKEND": "endpoint"}, "WFM_BACKEND=endpoint needs WFM_AWS_ENDPOINT"),
         ({"WFM_BATCH_CUSTOM_QUEUES": '{"gpu": 1}'}, "WFM_BATCH_CUSTOM_QUEUES must be a JSON object"),
+        ({"WFM_LOG_FORMAT": "xml"}, "WFM_LOG_FORMAT must be one of json, text, not 'xml'"),
     ],
 )
 def test_a_bad_setting_is_refused_with_its_name(environ, message):
     with pytest.raises(ValueError, match=message):
         Config.from_env(environ)
+
+
+def test_logs_are_json_lines_outside_embedded_mode_and_text_in_it_unless_set():
+    from workflow_manager.config import log_format
+
+    assert Config.from_env({}).logs_format == "text"
+    assert Config.from_env({"WFM_BACKEND": "aws"}).logs_format == "json"
+    assert Config.from_env({"WFM_LOG_FORMAT": "JSON"}).logs_format == "json"
+    assert Config.from_env({"WFM_BACKEND": "aws", "WFM_LOG_FORMAT": "text"}).logs_format == "text"
+    # The command line's reading, before any Config exists, agrees.
+    assert [log_format(e) for e in ({}, {"WFM_BACKEND": "aws"}, {"WFM_LOG_FORMAT": "json"})] == [
+        "text",
+        "json",
+        "json",
+    ]
 
 
 def test_gunicorn_reads_its_settings_from_config(monkeypatch):

@@ -18,6 +18,7 @@ from workflow_manager.api.audit import AuditLogMiddleware
 from workflow_manager.api.auth import bearer_security_map
 from workflow_manager.api.browser import BrowserGuardMiddleware
 from workflow_manager.api.errors import register_error_handlers
+from workflow_manager.api.metrics import RequestMetricsMiddleware
 from workflow_manager.api.middleware import (
     CurlFriendlyMiddleware,
     LivenessMiddleware,
@@ -69,8 +70,10 @@ def create_app(config: Config | None = None) -> connexion.FlaskApp:
     )
     register_error_handlers(app, AllowedMethods(SPEC_PATH))
     # add_middleware inserts just before the named position, so of the middlewares added at one
-    # position the first added runs first: the browser guard is added first so that it refuses a
-    # request before any other reads its body or rewrites it (CurlFriendly's JSON reading).
+    # position the first added runs first. The request metrics come first, to count and time every
+    # answer (they read no body); then the browser guard, so that it refuses a request before any
+    # other middleware reads its body or rewrites it (CurlFriendly's JSON reading).
+    app.add_middleware(RequestMetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
         BrowserGuardMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,

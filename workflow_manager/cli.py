@@ -7,11 +7,11 @@ and `job-input` (data passed between jobs)."""
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
-from workflow_manager.config import PROJECT_ROOT, Config, log_level
+from workflow_manager.config import PROJECT_ROOT, Config, log_format, log_level
+from workflow_manager.telemetry.logs import configure_logging
 
 GUNICORN_CONFIG = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
 
@@ -148,10 +148,7 @@ def _token_create(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=log_level(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(log_level(), log_format())
     parser = argparse.ArgumentParser(prog="workflow-manager")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve the API (gunicorn, deploy/gunicorn.conf.py)")

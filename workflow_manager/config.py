@@ -30,11 +30,31 @@ EMBEDDED_HOST_NAMES = ("localhost", "127.0.0.1", "[::1]")
 LOOPBACK_BIND_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 LOG_LEVEL_VARIABLE = "WFM_LOG_LEVEL"
 DEFAULT_LOG_LEVEL = "INFO"
+# WFM_LOG_FORMAT: JSON lines for a log pipeline (the default outside embedded mode), or text for a
+# person at a terminal (the default in embedded mode).
+LOG_FORMAT_VARIABLE = "WFM_LOG_FORMAT"
+LOG_FORMATS = ("json", "text")
 
 
 def log_level(environ: Mapping[str, str] = os.environ) -> str:
     """The service's log level (`WFM_LOG_LEVEL`), for the command line before any Config exists."""
     return (environ.get(LOG_LEVEL_VARIABLE) or DEFAULT_LOG_LEVEL).upper()
+
+
+def log_format(environ: Mapping[str, str] = os.environ) -> str:
+    """The service's log format (`WFM_LOG_FORMAT`, by default text in embedded mode and json
+    elsewhere), for the command line before any Config exists."""
+    value = environ.get(LOG_FORMAT_VARIABLE)
+    if value:
+        return _log_format(value)
+    return "text" if (environ.get("WFM_BACKEND") or Config.backend) == "embedded" else "json"
+
+
+def _log_format(value: str) -> str:
+    chosen = value.strip().lower()
+    if chosen not in LOG_FORMATS:
+        raise ValueError(f"{LOG_FORMAT_VARIABLE} must be one of {', '.join(LOG_FORMATS)}, not {value!r}")
+    return chosen
 
 
 def _bool(value: str) -> bool:
@@ -85,6 +105,8 @@ class Config:
     # one process, so those modes always serve with one (see `serving_processes`).
     web_workers: int = 2
     log_level: str = DEFAULT_LOG_LEVEL
+    # "json" or "text"; None: text in embedded mode, json elsewhere (`logs_format`).
+    log_format: str | None = None
     region: str = "us-east-1"
     aws_endpoint: str | None = None
     # Embedded mode: the emulator's loopback port (0 picks a free one); fix it to point workers
@@ -161,6 +183,13 @@ class Config:
     @property
     def embedded(self) -> bool:
         return self.backend == "embedded"
+
+    @property
+    def logs_format(self) -> str:
+        """`log_format`, by default text in embedded mode and JSON lines elsewhere."""
+        if self.log_format is not None:
+            return _log_format(self.log_format)
+        return "text" if self.embedded else "json"
 
     @property
     def bind_host(self) -> str:
@@ -256,6 +285,7 @@ _ENVIRONMENT: list[tuple[str, tuple[str, ...], Callable[[str], Any]]] = [
     ("port", ("WFM_PORT",), int),
     ("web_workers", ("WFM_WORKERS",), int),
     ("log_level", (LOG_LEVEL_VARIABLE,), str.upper),
+    ("log_format", (LOG_FORMAT_VARIABLE,), _log_format),
     ("region", ("AWS_REGION", "AWS_DEFAULT_REGION"), str),
     ("aws_endpoint", ("WFM_AWS_ENDPOINT", "AWS_ENDPOINT_URL"), str),
     ("emulator_port", ("WFM_EMULATOR_PORT",), int),

@@ -44,6 +44,8 @@ from workflow_manager.services.events import EventConsumer
 from workflow_manager.services.state_resources import StateResourceService
 from workflow_manager.services.updater import BackgroundUpdater, SweepLease
 from workflow_manager.services.workflows import WorkflowService
+from workflow_manager.telemetry.aws import count_calls
+from workflow_manager.telemetry.metrics import MetricsExporter, PrometheusWorkflowObserver
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +91,14 @@ class AwsClients:
             self._session = boto3.session.Session(region_name=self.region)
 
     def client(self, service: str, **overrides: Any):
+        """A client whose calls are counted in the service's metrics (telemetry.aws)."""
         kwargs: dict[str, Any] = {"config": RETRY_CONFIG, **overrides}
         if self.backend in ("embedded", "endpoint"):
             kwargs.setdefault("endpoint_url", self.endpoint_url)
             # An emulator takes any credentials; a configured chain is kept for a real endpoint.
             if self.backend == "embedded" or self._session.get_credentials() is None:
                 kwargs.update(DUMMY_CREDENTIALS)
-        return self._session.client(service, **kwargs)
+        return count_calls(self._session.client(service, **kwargs), service)
 
 
 @dataclass
@@ -178,6 +181,7 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
         config.default_namespace,
         start_lease=timedelta(seconds=config.start_lease_seconds),
         start_wait_seconds=min(config.start_wait_seconds, config.request_timeout_seconds),
+        observer=PrometheusWorkflowObserver(),
     )
 
     def check_health() -> None:
@@ -190,6 +194,7 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
         workflows,
         StateResourceService(store, integrations),
         check_health,
+        MetricsExporter(workflows.count_active_by_status).render,
     )
     runtime = Runtime(config=config, store=store, workflows=workflows, clients=clients, replicas=replicas)
     runtime.emulator = emulator
@@ -265,13 +270,15 @@ def build_dynamodb_store(config: Config, clients: AwsClients):
     credentials = None
     if config.backend != "aws":
         credentials = (DUMMY_CREDENTIALS["aws_access_key_id"], DUMMY_CREDENTIALS["aws_secret_access_key"])
-    return DynamoDbStore(
+    store = DynamoDbStore(
         config.dynamodb_prefix,
         region=config.region,
         endpoint_url=endpoint,
         credentials=credentials,
         retention=timedelta(days=config.workflow_retention_days),
     )
+    count_calls(store.aws_client, "dynamodb")
+    return store
 
 
 def _build_batch_executor(

@@ -139,6 +139,8 @@ class DynamoDbStore:
         )
         for model in self._tables.all():
             model._get_connection().connection._client = client
+        # For the wiring, which hooks its calls into the service's metrics.
+        self.aws_client = client
         self._retention = retention
         self._retry = retry or RetryPolicy()
         self._clock = MonotonicClock()

@@ -6,6 +6,7 @@ Errors are raised as `workflow_manager.domain.errors` and turned into responses 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -68,11 +69,13 @@ class Handlers:
         workflows: WorkflowService,
         state_resources: StateResourceService,
         check_health: Any,
+        render_metrics: Callable[[], tuple[bytes, str]],
     ):
         self._definitions = definitions
         self._workflows = workflows
         self._state_resources = state_resources
         self._check_health = check_health
+        self._render_metrics = render_metrics
 
     def health_check(self):
         self._check_health()
@@ -86,6 +89,10 @@ class Handlers:
     def ready_check(self):
         self._check_health()
         return {"status": "ok"}, 200
+
+    def get_metrics(self):
+        body, content_type = self._render_metrics()
+        return body, 200, {"Content-Type": content_type}
 
     # Workflow definitions
 

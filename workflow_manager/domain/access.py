@@ -50,6 +50,8 @@ OPERATION_PERMISSIONS: dict[str, Permission | None] = {
     "healthCheck": None,
     "liveCheck": None,
     "readyCheck": None,
+    # Metrics name workflow definitions and operations: readers only, like every other read.
+    "getMetrics": Permission.READ,
     "getWorkflowDefinitions": Permission.READ,
     "getWorkflowDefinitionVersionsByName": Permission.READ,
     "getWorkflowDefinitionByNameAndVersion": Permission.READ,

@@ -25,6 +25,7 @@ by one replica is read by another.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -112,7 +113,8 @@ class StartRunner:
         claim = workflow.start_claim
         assert claim is not None, "a workflow is saved with its start claim"
         attempt = _Attempt(workflow.id, claim.owner)
-        self._pool.submit(self._run, attempt, workflow.copy(), False)
+        # In a copy of the caller's context: the attempt's log lines carry the workflow id too.
+        self._pool.submit(contextvars.copy_context().run, self._run, attempt, workflow.copy(), False)
         attempt.finished.wait(max(0.0, wait_seconds))
         with attempt.lock:
             if attempt.outcome is None:
@@ -148,7 +150,7 @@ class StartRunner:
             return False
         log.warning("workflow %s: taking over a start left unfinished by %s", workflow.id, expired)
         attempt = _Attempt(workflow.id, claim.owner, detached=True)
-        self._pool.submit(self._run, attempt, claimed, True)
+        self._pool.submit(contextvars.copy_context().run, self._run, attempt, claimed, True)
         return True
 
     def _run(self, attempt: _Attempt, workflow: Workflow, resuming: bool) -> None:

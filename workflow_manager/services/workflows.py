@@ -18,8 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from executor.interface import ExecutionReport, Executor, StartAbandoned
 from store.interface import MAX_LIST_LIMIT, Store, WorkflowPage, WorkflowQuery
@@ -50,6 +50,7 @@ from workflow_manager.domain.status import (
     transition_allowed,
     workflow_is_done,
 )
+from workflow_manager.logcontext import about_workflow
 from workflow_manager.services.starts import START_LEASE, START_WAIT_SECONDS, StartRunner
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,25 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 EXECUTION_GONE_REASON = "execution not found: the backend has no execution for this workflow"
 # Attempts of a read-modify-write before a concurrent-update conflict reaches the caller.
 MUTATE_ATTEMPTS = 5
+
+
+# A metrics scrape reads the status of at most this many active workflows (one store read each,
+# so that a scrape stays cheap however many run); the rest are counted under ACTIVE_STATUS_UNREAD.
+MAX_ACTIVE_STATUS_READS = 1000
+ACTIVE_STATUS_UNREAD = "unread"
+
+
+class WorkflowObserver(Protocol):
+    """What the service tells the metrics (workflow_manager.telemetry implements it)."""
+
+    def workflow_finished(self, status: str, stopped_at: datetime | None, recorded_at: datetime) -> None:
+        """A workflow's terminal status, reported by its backend as stopped at `stopped_at`, is
+        being recorded at `recorded_at`."""
+
+
+class _NoObserver:
+    def workflow_finished(self, status: str, stopped_at: datetime | None, recorded_at: datetime) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -104,7 +124,9 @@ class WorkflowService:
         max_concurrent_history_reads: int = MAX_CONCURRENT_HISTORY_READS,
         start_lease: timedelta = START_LEASE,
         start_wait_seconds: float = START_WAIT_SECONDS,
+        observer: WorkflowObserver | None = None,
     ):
+        self._observer = observer or _NoObserver()
         self._history_reads = (
             threading.BoundedSemaphore(max_concurrent_history_reads) if max_concurrent_history_reads else None
         )
@@ -183,6 +205,7 @@ class WorkflowService:
             )
         return existing
 
+    @about_workflow
     def _save_and_start(
         self, workflow: Workflow, claim: Callable[[], None] | None = None, deadline: float | None = None
     ) -> None:
@@ -242,6 +265,7 @@ class WorkflowService:
         workflow.jobs = jobs
         workflow.status, workflow.status_reason = saved.status, saved.status_reason
 
+    @about_workflow
     def resume(self, workflow_id: str, start_at: str, actor: Principal = ANONYMOUS) -> Workflow:
         """Start a new workflow, a retry of `workflow_id`, from its top-level state `start_at`, with
         the input that state's job had (the reference's RetryWorkflow)."""
@@ -330,6 +354,7 @@ class WorkflowService:
 
     # Cancel, resolve
 
+    @about_workflow
     def cancel(self, workflow_id: str, reason: str, actor: Principal = ANONYMOUS) -> None:
         workflow = self._store.get_workflow(workflow_id)
         require_namespace(actor, workflow.namespace)
@@ -360,6 +385,7 @@ class WorkflowService:
             # The execution finished before the stop reached it.
             raise InvalidInput(f"Cancellation not allowed. Workflow {workflow_id} is {updated.status}")
 
+    @about_workflow
     def resolve(self, workflow_id: str, actor: Principal = ANONYMOUS) -> None:
         require_namespace(actor, self._store.get_workflow(workflow_id).namespace)
 
@@ -372,6 +398,7 @@ class WorkflowService:
 
     # Reading and refreshing
 
+    @about_workflow
     def get(self, workflow_id: str, fetch_history: bool = False) -> Workflow:
         workflow = self._store.get_workflow(workflow_id)
         if workflow_is_done(workflow) and not fetch_history:
@@ -414,6 +441,21 @@ class WorkflowService:
     def active_workflow_ids(self) -> list[str]:
         return self._store.list_active_workflow_ids()
 
+    def count_active_by_status(self, max_reads: int = MAX_ACTIVE_STATUS_READS) -> dict[str, int]:
+        """The active workflows by status, as stored (the backend is not asked): one store read per
+        workflow, up to `max_reads`; the rest are counted as ACTIVE_STATUS_UNREAD."""
+        ids = self._store.list_active_workflow_ids()
+        counts: dict[str, int] = {}
+        for workflow_id in ids[:max_reads]:
+            try:
+                status = str(self._store.get_workflow(workflow_id).status)
+            except NotFound:
+                continue  # deleted since it was listed
+            counts[status] = counts.get(status, 0) + 1
+        if len(ids) > max_reads:
+            counts[ACTIVE_STATUS_UNREAD] = len(ids) - max_reads
+        return counts
+
     def is_done(self, workflow_id: str) -> bool:
         """Whether the stored workflow is done (reference 2.7), without asking the backend; a
         workflow that no longer exists is done."""
@@ -422,6 +464,7 @@ class WorkflowService:
         except NotFound:
             return True
 
+    @about_workflow
     def refresh(self, workflow_id: str) -> Workflow:
         """Bring a workflow's status and jobs in line with its execution, and save what changed. A
         workflow still starting is left to its start; one whose start was left unfinished (its
@@ -451,6 +494,7 @@ class WorkflowService:
         if new_status is None or not transition_allowed(workflow.status, new_status):
             return
         if new_status != workflow.status and is_terminal(new_status):
+            self._observer.workflow_finished(str(new_status), report.stopped_at, utc_now())
             effects = TERMINAL_EFFECTS[new_status]
             workflow.stopped_at = report.stopped_at or workflow.stopped_at
             if effects.resolves:
