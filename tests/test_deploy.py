@@ -21,7 +21,8 @@
   checked in the template instead (that part only is skipped in moto), and moto does not enforce
   the queue policy on EventBridge's delivery. It also reports the ECS service's launch type as EC2
   whatever the template says, and drops the task definition's TaskRoleArn, ExecutionRoleArn, NetworkMode
-  and RequiresCompatibilities (those are checked in the template).
+  and RequiresCompatibilities (those are checked in the template), and leaves an AWS::NoValue
+  element of a list as null where CloudFormation drops it (the test skips the nulls).
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ SERVICE_FILES = [
     *sorted(p for p in (ROOT / "workflow_manager").rglob("*.py") if "emulator" not in p.parts),
 ]
 ACTIVITY_WORKER_FILES = sorted((ROOT / "executor" / "activity_worker").glob("*.py"))
-# Calls the task role does not allow, on purpose; test_calls_left_out_of_the_task_role_are_never_made_by_the_stack
-# checks each reason.
+# Calls the task role does not allow, on purpose (action -> who makes them);
+# test_calls_left_out_of_the_task_role_are_never_made_by_the_stack checks that the stack's service does not.
 SERVICE_CALLS_NOT_GRANTED = {
     # BatchResultsTable.ensure_table: called by the embedded seeding only; the stack creates the table.
     "dynamodb:CreateTable": "ensure_table or init-tables",
@@ -390,10 +391,11 @@ def test_calls_left_out_of_the_task_role_are_never_made_by_the_stack():
     ]
     assert callers == []
     assert "ensure_table(" in (ROOT / "workflow_manager" / "emulator" / "seeding.py").read_text()
-    assert (
-        "create_tables("
-        not in (ROOT / "workflow_manager" / "wiring.py").read_text().split("if config.creates_tables:")[0]
-    )
+    # DynamoDbStore.create_tables: in the service, only when WFM_DYNAMODB_CREATE_TABLES says so;
+    # otherwise `workflow-manager init-tables`, an operator's command with the operator's credentials.
+    wiring = (ROOT / "workflow_manager" / "wiring.py").read_text()
+    assert wiring.count("create_tables(") == 1
+    assert re.search(r"if config\.creates_tables:\n\s+created = store\.create_tables\(\)", wiring)
 
 
 def test_the_activity_worker_and_batch_job_policies_allow_what_those_processes_call():
@@ -535,13 +537,18 @@ def deployed():
             "TokensSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:wfm-tokens",
             "BatchJobQueueArns": QUEUE_ARN,
         }
-        cloudformation.create_stack(
-            StackName="wfm",
-            TemplateBody=SERVICE_TEMPLATE.read_text(),
-            Capabilities=["CAPABILITY_NAMED_IAM"],
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-        )
+        clients["service_parameters"] = parameters
+        _create_service_stack(cloudformation, "wfm", parameters)
         yield clients
+
+
+def _create_service_stack(cloudformation: Any, name: str, parameters: dict[str, str]) -> None:
+    cloudformation.create_stack(
+        StackName=name,
+        TemplateBody=SERVICE_TEMPLATE.read_text(),
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+    )
 
 
 def test_the_stacks_deploy_in_moto_with_their_tables_queues_rules_roles_and_service(deployed):
@@ -690,3 +697,38 @@ def test_the_service_template_names_its_tables_as_the_store_does():
     assert all(model.Meta.table_name.startswith("${Prefix}-") for model in tables.all())
     assert results["KeySchema"] == [{"AttributeName": "JobId", "KeyType": "HASH"}]
     assert results["TimeToLiveSpecification"]["AttributeName"] == "ExpiresAt"
+
+
+def test_without_batch_job_queues_the_stack_has_no_batch_rule_permission_or_variable(deployed):
+    parameters = {**deployed["service_parameters"], "Prefix": "nobatch"}
+    del parameters["BatchJobQueueArns"]
+    _create_service_stack(deployed["cloudformation"], "nobatch", parameters)
+    stack = deployed["cloudformation"].describe_stacks(StackName="nobatch")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+
+    rules = {rule["Name"] for rule in deployed["events"].list_rules(NamePrefix="nobatch-")["Rules"]}
+    assert rules == {"nobatch-sfn-status"}
+    policy = deployed["iam"].get_role_policy(RoleName="nobatch-task", PolicyName="workflow-manager")[
+        "PolicyDocument"
+    ]
+    policy = ast.literal_eval(policy) if isinstance(policy, str) else policy  # moto's repr, as above
+    actions = {
+        a
+        # moto leaves AWS::NoValue in a list as null where CloudFormation drops the element.
+        for s in policy["Statement"]
+        if s is not None
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert actions and not any(a.startswith("batch:") for a in actions)
+    (service,) = deployed["ecs"].describe_services(cluster="nobatch", services=["nobatch"])["services"]
+    definition = deployed["ecs"].describe_task_definition(taskDefinition=service["taskDefinition"])[
+        "taskDefinition"
+    ]
+    names = {
+        e["name"] for e in definition["containerDefinitions"][0]["environment"] if e is not None
+    }  # as above
+    # Without WFM_BATCH_DEFAULT_QUEUE the Batch executor is off (Config.from_env).
+    assert "WFM_EVENTS_QUEUE_URL" in names and not names & {
+        "WFM_BATCH_DEFAULT_QUEUE",
+        "WFM_BATCH_CUSTOM_QUEUES",
+    }
