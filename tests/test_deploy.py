@@ -13,7 +13,7 @@
   model methods are mapped to DynamoDB actions by PYNAMODB_ACTIONS below. The few calls the role
   leaves out on purpose are in SERVICE_CALLS_NOT_GRANTED, each with its reason, and the reason is
   checked. A new call in the code that the role does not allow fails the test.
-- The templates are deployed into moto's CloudFormation (mock_aws, in-process): the tables, the
+- The templates are deployed into moto's CloudFormation (a moto server in its own process): the tables, the
   queues with their redrive policy, the rules with their patterns and targets, the roles, the ECS
   service, the load balancer's target group. An event sent to EventBridge reaches the queue when it
   is the service's and does not when it is not. moto's CloudFormation does not support
@@ -34,7 +34,8 @@ import os
 import re
 import shlex
 import subprocess
-import warnings
+import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,9 @@ import boto3
 import pytest
 import yaml
 from cfnlint.api import ManualArgs, lint_file
-from moto import mock_aws
 
 from executor.batch_results import BatchResultsTable
+from tests.conftest import free_port, wait_for
 from workflow_manager import cli
 from workflow_manager.config import _ENVIRONMENT, PROJECT_ROOT, Config
 
@@ -503,43 +504,77 @@ def test_the_resources_moto_cannot_create_are_declared_as_the_readme_says():
 # moto's CloudFormation
 
 
+@pytest.fixture(scope="module")
+def moto_server():
+    """A moto server in a process of its own: moto's backends are process-wide, and the embedded
+    emulator of the other tests (in the same pytest process) lives in them; mock_aws in-process
+    would reset them under it."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+        except OSError:
+            assert process.poll() is None, "the moto server exited"
+            return False
+        return True
+
+    try:
+        wait_for(answers, timeout=60, what="the moto server")
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 @pytest.fixture
-def deployed():
-    """Both stacks in moto (in-process), the service's with Batch; yields the AWS clients."""
-    with mock_aws(), warnings.catch_warnings():
-        # moto warns about each resource type it does not support (see the module docstring).
-        warnings.filterwarnings("ignore", message="Tried to parse AWS::(SQS::QueuePolicy|CloudWatch::Alarm)")
-        clients = {
-            name: boto3.client(name, region_name=REGION)
-            for name in ("cloudformation", "ec2", "dynamodb", "sqs", "events", "iam", "ecs", "elbv2")
-        }
-        ec2 = clients["ec2"]
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnets = [
-            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{zone}")[
-                "Subnet"
-            ]["SubnetId"]
-            for i, zone in enumerate("ab")
-        ]
-        cloudformation = clients["cloudformation"]
-        cloudformation.create_stack(
-            StackName="wfm-tables",
-            TemplateBody=TABLES_TEMPLATE.read_text(),
-            Parameters=[{"ParameterKey": "Prefix", "ParameterValue": "wfm"}],
+def deployed(moto_server):
+    """Both stacks in the moto server (reset first), the service's with Batch; yields the AWS clients.
+    moto logs a warning for each resource of a type it does not support (see the module docstring)."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10)
+    clients: dict[str, Any] = {
+        name: boto3.client(
+            name,
+            region_name=REGION,
+            endpoint_url=moto_server,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
         )
-        parameters = {
-            "Prefix": "wfm",
-            "Namespace": "prod",
-            "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/workflow-manager:1",
-            "VpcId": vpc,
-            "SubnetIds": ",".join(subnets),
-            "LoadBalancerSubnetIds": ",".join(subnets),
-            "TokensSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:wfm-tokens",
-            "BatchJobQueueArns": QUEUE_ARN,
-        }
-        clients["service_parameters"] = parameters
-        _create_service_stack(cloudformation, "wfm", parameters)
-        yield clients
+        for name in ("cloudformation", "ec2", "dynamodb", "sqs", "events", "iam", "ecs", "elbv2")
+    }
+    ec2 = clients["ec2"]
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{zone}")[
+            "Subnet"
+        ]["SubnetId"]
+        for i, zone in enumerate("ab")
+    ]
+    cloudformation = clients["cloudformation"]
+    cloudformation.create_stack(
+        StackName="wfm-tables",
+        TemplateBody=TABLES_TEMPLATE.read_text(),
+        Parameters=[{"ParameterKey": "Prefix", "ParameterValue": "wfm"}],
+    )
+    parameters = {
+        "Prefix": "wfm",
+        "Namespace": "prod",
+        "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/workflow-manager:1",
+        "VpcId": vpc,
+        "SubnetIds": ",".join(subnets),
+        "LoadBalancerSubnetIds": ",".join(subnets),
+        "TokensSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:wfm-tokens",
+        "BatchJobQueueArns": QUEUE_ARN,
+    }
+    clients["service_parameters"] = parameters
+    _create_service_stack(cloudformation, "wfm", parameters)
+    yield clients
 
 
 def _create_service_stack(cloudformation: Any, name: str, parameters: dict[str, str]) -> None:
