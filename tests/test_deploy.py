@@ -123,7 +123,6 @@ NO_RESOURCE_LEVEL = {
     "batch:DescribeJobs",
     "batch:ListJobs",
     "batch:DescribeJobQueues",
-    "batch:TerminateJob",  # the Step Functions role's, for submitJob.sync jobs of any name
 }
 
 
