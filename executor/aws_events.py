@@ -104,12 +104,12 @@ def event_rules(prefix: str) -> dict[str, dict[str, Any]]:
 def ensure_event_routing(events_client: Any, sqs_client: Any, prefix: str) -> str:
     """Create (idempotently) the events queue, its dead-letter queue and the rules that feed it;
     return the queue's URL. Embedded mode only: elsewhere deploy/ creates them."""
-    dlq_url = sqs_client.create_queue(QueueName=f"{prefix}-events-dlq")["QueueUrl"]
+    dlq_url = sqs_client.create_queue(QueueName=f"{prefix}-aws-events-dlq")["QueueUrl"]
     dlq_arn = sqs_client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
     queue_url = sqs_client.create_queue(
-        QueueName=f"{prefix}-events",
+        QueueName=f"{prefix}-aws-events",
         Attributes={
             "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS),
             "RedrivePolicy": json.dumps(
