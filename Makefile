@@ -37,8 +37,11 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The DynamoDB store's bench, then the scale run (bench/scale.py; SCALE_WORKFLOWS=10000 for the goal's size).
+SCALE_WORKFLOWS ?= 300
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.scale --workflows $(SCALE_WORKFLOWS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

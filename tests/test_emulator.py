@@ -47,6 +47,7 @@ def test_the_emulator_command_serves_one_emulator_that_runs_another_process_s_wo
     )
     try:
         assert process.stdout.readline().strip() == f"emulator: serving on http://127.0.0.1:{port}"
+        assert process.stdout.readline().strip().endswith("/workflow-manager-aws-events")
         served = serve(
             app_config(
                 backend="endpoint",

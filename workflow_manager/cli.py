@@ -69,6 +69,7 @@ def _emulator(args: argparse.Namespace) -> int:
 
     import boto3
 
+    from executor.aws_events import ensure_event_routing
     from executor.batch_results import BatchResultsTable, results_table_name
     from workflow_manager.emulator.seeding import seed_embedded_batch
     from workflow_manager.emulator.server import emulator_client_kwargs, start_embedded_emulator
@@ -87,11 +88,16 @@ def _emulator(args: argparse.Namespace) -> int:
             config.batch_job_definitions_file,
             queue_name=config.batch_default_queue,
         )
+        # The events path, as in embedded mode: its queue's URL is printed for WFM_EVENTS_QUEUE_URL.
+        queue_url = ensure_event_routing(
+            boto3.client("events", **kwargs), boto3.client("sqs", **kwargs), config.dynamodb_prefix
+        )
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         quotas = " with AWS's API rates" if config.emulator_quotas == "aws" else ""
         print(f"emulator: serving on {emulator.endpoint_url}{quotas}", flush=True)
+        print(f"emulator: events queue {queue_url}", flush=True)
         stop.wait()
     finally:
         emulator.stop()

@@ -11,12 +11,15 @@ listed are not limited.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from executor.rate_limit import TokenBucket
 
 QUOTA_MODES = ("off", "aws")
+# GET here answers the counts of calls and throttled calls per action (JSON).
+CALLS_PATH = "/wfm-emulator/calls"
 
 # (service, action) -> (bucket size, refill per second)
 AWS_API_QUOTAS: dict[tuple[str, str], tuple[float, float]] = {
@@ -50,13 +53,34 @@ class QuotaMiddleware:
         self._app = app
         self._buckets = {key: TokenBucket(refill, burst=size) for key, (size, refill) in quotas.items()}
         self.throttled: dict[tuple[str, str], int] = {}
+        # Every call of an action with a quota, answered or throttled: what a benchmark reads at
+        # CALLS_PATH to see the calls per second the service made.
+        self.calls: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {
+                "calls": {f"{s}:{a}": n for (s, a), n in self.calls.items()},
+                "throttled": {f"{s}:{a}": n for (s, a), n in self.throttled.items()},
+            }
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == CALLS_PATH:
+            payload = json.dumps(self.counts()).encode()
+            start_response(
+                "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+            )
+            return [payload]
         action = api_action(environ)
         bucket = self._buckets.get(action) if action else None
+        if action is not None and bucket is not None:
+            with self._lock:
+                self.calls[action] = self.calls.get(action, 0) + 1
         if bucket is None or bucket.try_take():
             return self._app(environ, start_response)
-        self.throttled[action] = self.throttled.get(action, 0) + 1
+        with self._lock:
+            self.throttled[action] = self.throttled.get(action, 0) + 1
         if action[0] == "batch":
             status, body = (
                 "429 Too Many Requests",
