@@ -93,3 +93,30 @@ def test_events_name_their_workflow_or_none():
         None,
         None,
     ]
+
+
+def test_a_lost_event_is_repaired_by_the_sweep(served_app):
+    """Events that never arrive (here: a queue no rule feeds) leave the work to the updater, which
+    runs as the sweep (under its lease) and still records the workflow's end."""
+    import boto3
+
+    from workflow_manager.emulator.server import emulator_client_kwargs
+
+    sqs = boto3.client("sqs", **emulator_client_kwargs(served_app.app.runtime.emulator.endpoint_url))
+    silent_queue = sqs.create_queue(QueueName=f"silent-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    served = serve(app_config(start_workers=False, events_queue_url=silent_queue))
+    try:
+        api, runtime = Api(f"http://127.0.0.1:{served.port}"), served.app.runtime
+        assert runtime.events is not None and runtime.updater is not None
+        body = {**load_fixture("api", "pass-only.json"), "name": f"lost-events-{uuid.uuid4().hex[:8]}"}
+        assert api.post("/workflow-definitions", body).status_code == 201
+        started = api.post("/workflows", {"workflowDefinition": {"name": body["name"]}, "input": {}}).json()
+        wait_for(
+            lambda: listed(api, body["name"], started["id"])["status"] == "succeeded",
+            30,
+            0.2,
+            "the sweep to record the end",
+        )
+        assert runtime.events.applied == 0
+    finally:
+        served.stop()
