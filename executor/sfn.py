@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -47,6 +48,9 @@ from workflow_manager.domain.models import (
 log = logging.getLogger(__name__)
 
 # GetExecutionHistory's maximum page size (AWS Step Functions API reference, maxResults).
+# How many history events this process keeps, over all executions, to read histories incrementally
+# (a few hundred bytes each: tens of MB at most). The least recently read executions go first.
+HISTORY_CACHE_EVENTS = 200_000
 
 EXECUTION_STATUS_TO_WORKFLOW_STATUS = {
     "RUNNING": WorkflowStatus.RUNNING,
@@ -78,8 +82,12 @@ class StepFunctionsExecutor:
         role_arn: str,
         lookup_state_resource: Callable[[str, str], StateResource | None],
         activity_heartbeat_seconds: int | None = sfn_naming.DEFAULT_ACTIVITY_HEARTBEAT_SECONDS,
+        history_page_size: int = MAX_HISTORY_PAGE_SIZE,
+        history_cache_events: int = HISTORY_CACHE_EVENTS,
     ):
         self._sfn = sfn_client
+        self._history_page_size = history_page_size
+        self._histories = _HistoryCache(history_cache_events)
         # The HeartbeatSeconds given to activity Tasks that set none (sfn_naming.resolve_state_machine).
         self._activity_heartbeat_seconds = activity_heartbeat_seconds
         self._region = region
@@ -251,24 +259,57 @@ class StepFunctionsExecutor:
             report.status_reason = _failure_reason(execution)
         if include_jobs or report.status == WorkflowStatus.FAILED:
             events = self._history(arn)
+            if sfn_status != "RUNNING":
+                self._histories.discard(arn)  # ended: its history is read no more
             jobs = sfn_history.jobs_from_history(events, workflow)
             report.jobs = jobs if include_jobs else None
             report.last_job = jobs[-1] if jobs else None
         return report
 
     def _history(self, execution_arn: str) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": MAX_HISTORY_PAGE_SIZE}
+        """The execution's whole history, oldest first. Read incrementally when this process read
+        it before: newest first (`reverseOrder`), down to the last event it already has, so a
+        refresh of a long-running workflow costs one page rather than all of them."""
+        known = self._histories.get(execution_arn)
+        events = self._full_history(execution_arn) if not known else None
+        if known:
+            last_id = known[-1]["id"]
+            newer: list[dict[str, Any]] = []
+            reached_known = False
+            for page in self._history_pages(execution_arn, reverse=True):
+                fresh = [event for event in page if event["id"] > last_id]
+                newer.extend(fresh)
+                if len(fresh) < len(page):
+                    reached_known = True
+                    break
+            # Event ids count up from 1 with no gap: the new events follow the known ones, or the
+            # history is not the one cached (read it all again).
+            if reached_known or not newer or newer[-1]["id"] == last_id + 1:
+                events = known + newer[::-1]
+            else:
+                events = self._full_history(execution_arn)
+        self._histories.put(execution_arn, events)
+        return events
+
+    def _full_history(self, execution_arn: str) -> list[dict[str, Any]]:
+        return [event for page in self._history_pages(execution_arn, reverse=False) for event in page]
+
+    def _history_pages(self, execution_arn: str, reverse: bool) -> Iterator[list[dict[str, Any]]]:
+        kwargs: dict[str, Any] = {
+            "executionArn": execution_arn,
+            "maxResults": self._history_page_size,
+            "reverseOrder": reverse,
+        }
         try:
             while True:
                 page = self._sfn.get_execution_history(**kwargs)
-                events.extend(page.get("events", []))
+                yield page.get("events", [])
                 if not page.get("nextToken"):
-                    return events
+                    return
                 kwargs["nextToken"] = page["nextToken"]
         except ClientError as err:
             if aws_errors.error_code(err) == "ExecutionDoesNotExist":
-                return events
+                return
             raise translate_aws_error(err, "GetExecutionHistory") from err
         except BotoCoreError as err:
             raise translate_aws_error(err, "GetExecutionHistory") from err
@@ -298,3 +339,37 @@ def _failure_reason(execution: dict[str, Any]) -> str:
     return "\n".join(
         part for part in (sfn_history.last_lines(cause, sfn_history.MAX_FAILURE_REASON_LINES), error) if part
     ).strip()
+
+
+class _HistoryCache:
+    """Execution histories by ARN, least recently used dropped first past `max_events` events."""
+
+    def __init__(self, max_events: int):
+        self._max_events = max_events
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._events = 0
+
+    def get(self, execution_arn: str) -> list[dict[str, Any]]:
+        with self._lock:
+            events = self._entries.get(execution_arn)
+            if events is None:
+                return []
+            self._entries.move_to_end(execution_arn)
+            return list(events)
+
+    def discard(self, execution_arn: str) -> None:
+        with self._lock:
+            self._events -= len(self._entries.pop(execution_arn, None) or [])
+
+    def put(self, execution_arn: str, events: list[dict[str, Any]]) -> None:
+        with self._lock:
+            previous = self._entries.pop(execution_arn, None)
+            self._events -= len(previous or [])
+            if len(events) > self._max_events:
+                return
+            self._entries[execution_arn] = events
+            self._events += len(events)
+            while self._events > self._max_events:
+                _, dropped = self._entries.popitem(last=False)
+                self._events -= len(dropped)

@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto.core.config import default_user_config
 from moto.stepfunctions.parser.asl.eval.callback.callback import ActivityTaskStartEndpoint
 
@@ -437,3 +438,36 @@ def test_concurrent_pollers_each_get_a_different_task(sfn: Any, activity_arn: st
     for task in tasks:
         sfn.send_task_success(taskToken=task["taskToken"], output=task["input"])
     assert [_finished(sfn, arn)["status"] for arn in executions] == ["SUCCEEDED"] * 3
+
+
+# --- Fix 7: paged history -------------------------------------------------------------------------
+
+
+def test_execution_history_pages_in_both_orders_as_aws_does(sfn: Any) -> None:
+    states = {f"p{i}": {"Type": "Pass", "Next": f"p{i + 1}"} for i in range(5)}
+    states["p5"] = {"Type": "Pass", "End": True}
+    machine = sfn.create_state_machine(
+        name=_unique("paged"), definition=json.dumps({"StartAt": "p0", "States": states}), roleArn=ROLE_ARN
+    )["stateMachineArn"]
+    execution = _start(sfn, machine)
+    _finished(sfn, execution)
+    everything = _history(sfn, execution)
+    assert [event["id"] for event in everything] == list(range(1, len(everything) + 1))
+    assert len(everything) > 8
+
+    def pages(reverse: bool) -> list[list[int]]:
+        read, kwargs = [], {"executionArn": execution, "maxResults": 4, "reverseOrder": reverse}
+        while True:
+            page = sfn.get_execution_history(**kwargs)
+            read.append([event["id"] for event in page["events"]])
+            if "nextToken" not in page:
+                return read
+            kwargs["nextToken"] = page["nextToken"]
+
+    forward, backward = pages(False), pages(True)
+    ids = [event["id"] for event in everything]
+    assert all(len(page) == 4 for page in forward[:-1]) and sum(forward, []) == ids
+    assert sum(backward, []) == ids[::-1]
+    with pytest.raises(ClientError) as refused:
+        sfn.get_execution_history(executionArn=execution, nextToken="not-a-token")
+    assert refused.value.response["Error"]["Code"] == "InvalidToken"

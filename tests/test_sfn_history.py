@@ -702,3 +702,69 @@ def test_a_stopped_execution_ends_its_open_jobs_as_aborted_by_user():
         JobStatus.ABORTED_BY_USER,
     }
     assert jobs["branch2"].status == JobStatus.ABORTED_BY_USER
+
+
+def test_a_running_execution_s_history_is_read_incrementally(served_app):
+    """The second report of a running execution reads the history newest first down to what the
+    first read, one page here, and builds the same jobs as a whole read would."""
+    import uuid
+
+    import boto3
+
+    from executor.sfn import StepFunctionsExecutor
+    from tests.aws_proxy import AwsProxy
+    from tests.conftest import wait_for
+    from workflow_manager.domain.models import Workflow, WorkflowDefinition, new_id
+    from workflow_manager.emulator.server import emulator_client_kwargs
+
+    proxy = AwsProxy(served_app.app.runtime.emulator.endpoint_url)
+    try:
+
+        def executor(page_size: int) -> StepFunctionsExecutor:
+            return StepFunctionsExecutor(
+                boto3.client("stepfunctions", **emulator_client_kwargs(proxy.url)),
+                region="us-east-1",
+                account_id="123456789012",
+                role_arn="arn:aws:iam::123456789012:role/sfn",
+                lookup_state_resource=lambda namespace, name: None,
+                history_page_size=page_size,
+            )
+
+        # Each iteration's Task waits on an activity nobody polls: eight running jobs.
+        task = {"Type": "Task", "Resource": "nobody-polls", "End": True}
+        machine = {
+            "StartAt": "each",
+            "States": {
+                "each": {
+                    "Type": "Map",
+                    "ItemsPath": "$.items",
+                    "ItemProcessor": {"StartAt": "wait-for-work", "States": {"wait-for-work": task}},
+                    "End": True,
+                },
+            },
+        }
+        workflow = Workflow(
+            id=new_id(),
+            workflow_definition=WorkflowDefinition(
+                name=f"incremental-{uuid.uuid4().hex[:8]}", state_machine=machine
+            ),
+            namespace="incremental",
+            input='{"items": [1, 2, 3, 4, 5, 6, 7, 8]}',
+        )
+        paged = executor(page_size=5)
+        paged.start(workflow)
+        wait_for(
+            lambda: len(paged.report(workflow).jobs or []) == 8,
+            30,
+            0.2,
+            "the eight activity tasks",
+        )
+        before = proxy.calls["GetExecutionHistory"]
+        again = paged.report(workflow)
+        assert proxy.calls["GetExecutionHistory"] - before == 1
+        whole = executor(page_size=1000).report(workflow)
+        assert [(j.state, j.status) for j in again.jobs] == [(j.state, j.status) for j in whole.jobs]
+        assert len(whole.jobs) == 8 and {j.status for j in whole.jobs} == {JobStatus.QUEUED}
+        paged.cancel(workflow, "test over")
+    finally:
+        proxy.stop()

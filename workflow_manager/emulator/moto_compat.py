@@ -1,7 +1,7 @@
 """Compatibility fixes for moto's executing Step Functions backend, applied in-process.
 
 With `stepfunctions.execute_state_machine` on, moto runs state machines through a port of
-LocalStack's interpreter (`moto/stepfunctions/parser/`). Six gaps in moto 5.2.5 stop it from running
+LocalStack's interpreter (`moto/stepfunctions/parser/`). Seven gaps in moto 5.2.5 stop it from running
 our workflows; `apply_moto_compat()` closes them by patching moto's classes:
 
 1. Activities: every execution gets an empty activity store and there is no GetActivityTask handler,
@@ -14,6 +14,8 @@ our workflows; `apply_moto_compat()` closes them by patching moto's classes:
 5. StopExecution leaves an execution that waits on an activity or callback RUNNING until the wait
    ends, drops the caller's error and cause, and lets the woken task turn ABORTED into FAILED.
 6. StartExecution without a name names the execution `None` (the second one is a conflict).
+7. GetExecutionHistory ignores `maxResults`, `nextToken` and `reverseOrder`: every event in one page,
+   oldest first, where AWS pages (at most 1,000 events) and reads newest first when asked.
 
 Pitfalls: the patches target moto internals, so `apply_moto_compat()` refuses any moto other than
 `MOTO_VERSION`; each fix has a test in `tests/test_moto_compat.py` that fails on stock moto. Apply
@@ -94,6 +96,7 @@ def apply_moto_compat(activity_poll_seconds: float = DEFAULT_ACTIVITY_POLL_SECON
         _default_activity_start_outcome()
         _stop_execution_at_once()
         _name_unnamed_executions()
+        _page_execution_history()
         _applied = True
 
 
@@ -419,3 +422,35 @@ def _name_unnamed_executions() -> None:
         )
 
     StepFunctionsParserBackend.start_execution = start_execution
+
+
+# --- Fix 7: paged history -------------------------------------------------------------------------
+
+# GetExecutionHistory `maxResults`: "Maximum value of 1000"; 0 or none means the default page.
+HISTORY_MAX_PAGE = 1000
+
+
+def _page_execution_history() -> None:
+    """Page GetExecutionHistory as AWS does: `maxResults` events per page (at most 1,000), oldest
+    first or newest first (`reverseOrder`), a `nextToken` while events remain. The token is the
+    offset of the next page in that order (opaque to callers, as AWS's is)."""
+    from moto.stepfunctions.exceptions import InvalidToken
+
+    def get_execution_history(self: StepFunctionResponse) -> ActionResult:
+        execution_arn = self._get_param("executionArn")
+        requested = self._get_param("maxResults") or HISTORY_MAX_PAGE
+        page_size = max(1, min(int(requested), HISTORY_MAX_PAGE))
+        events = list(self.stepfunction_backend.get_execution_history(execution_arn)["events"])
+        if self._get_param("reverseOrder"):
+            events.reverse()
+        token = self._get_param("nextToken")
+        try:
+            start = int(token) if token else 0
+        except ValueError:
+            raise InvalidToken(str(token)) from None
+        result: dict[str, Any] = {"events": events[start : start + page_size]}
+        if start + page_size < len(events):
+            result["nextToken"] = str(start + page_size)
+        return ActionResult(result)
+
+    StepFunctionResponse.get_execution_history = get_execution_history
