@@ -42,7 +42,7 @@ from workflow_manager.emulator import DUMMY_CREDENTIALS
 from workflow_manager.services.definitions import DefinitionService
 from workflow_manager.services.events import EventConsumer
 from workflow_manager.services.state_resources import StateResourceService
-from workflow_manager.services.updater import BackgroundUpdater, SweepLease
+from workflow_manager.services.updater import SWEEP_MIN_INTERVAL_SECONDS, BackgroundUpdater, SweepLease
 from workflow_manager.services.workflows import WorkflowService
 from workflow_manager.telemetry.aws import count_calls
 from workflow_manager.telemetry.metrics import MetricsExporter, PrometheusWorkflowObserver
@@ -200,13 +200,23 @@ def build_runtime(config: Config) -> tuple[Runtime, Handlers]:
     runtime.emulator = emulator
     runtime.events = _build_event_consumer(config, clients, workflows)
     if config.updater_enabled:
+        sweeping = runtime.events is not None
         runtime.updater = BackgroundUpdater(
             workflows,
-            # With events as the fast path the updater is the repair sweep: one at a time.
-            lease=SweepLease(store) if runtime.events is not None else None,
+            # With events as the fast path the updater is the repair sweep: one at a time, and
+            # less often.
+            lease=SweepLease(store) if sweeping else None,
             tick_seconds=config.updater_tick_seconds,
-            min_interval_seconds=config.updater_min_interval_seconds,
-            max_interval_seconds=config.updater_max_interval_seconds,
+            min_interval_seconds=(
+                max(config.updater_min_interval_seconds, SWEEP_MIN_INTERVAL_SECONDS)
+                if sweeping
+                else config.updater_min_interval_seconds
+            ),
+            max_interval_seconds=(
+                max(config.updater_max_interval_seconds, SWEEP_MIN_INTERVAL_SECONDS)
+                if sweeping
+                else config.updater_max_interval_seconds
+            ),
         )
     if config.starts_workers and config.workers_file is not None and config.workers_file.exists():
         from executor.activity_worker.pool import start_workers_from_file

@@ -127,6 +127,12 @@ class StartRunner:
             return True
         if isinstance(outcome, BaseException):
             raise outcome
+        if not outcome.jobs:
+            # Nothing to show in the answer (Step Functions: the execution runs): clearing the claim
+            # is left to the pool, so the request does not wait for another store write. Should
+            # this process die first, the claim expires and a takeover finds the execution started.
+            self._pool.submit(self._record_quietly, attempt, outcome)
+            return True
         saved = self._record_started(attempt, outcome.jobs)
         if saved is not None:
             workflow.jobs, workflow.start_claim = saved.jobs, saved.start_claim
@@ -172,6 +178,12 @@ class StartRunner:
             log.exception("could not record the start of workflow %s", attempt.workflow_id)
 
     # Recording
+
+    def _record_quietly(self, attempt: _Attempt, outcome: StartedExecution) -> None:
+        try:
+            self._record_started(attempt, outcome.jobs)
+        except Exception:
+            log.exception("could not record the start of workflow %s", attempt.workflow_id)
 
     def _owned_change(self, attempt: _Attempt, change: Callable[[Workflow], None]) -> Workflow | None:
         """Apply `change` and clear the claim, if the claim is still this attempt's. None when it

@@ -36,6 +36,9 @@ AGE_BACKOFF_FACTOR = 0.1
 LINGER_SECONDS = 600.0
 
 
+# With events as the fast path, the sweep checks a workflow at most this often: the events bring
+# status changes, GETs refresh what is watched, and the sweep repairs the rest.
+SWEEP_MIN_INTERVAL_SECONDS = 5.0
 SWEEP_LEASE_NAME = "updater-sweep"
 SWEEP_LEASE = timedelta(seconds=30)
 
