@@ -42,12 +42,13 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 
 class Api:
     """A small HTTP client for the served app."""
 
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, timeout_seconds: float = 30.0):
         self.base_url = base_url
+        self.timeout_seconds = timeout_seconds
         self.session = requests.Session()
 
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
-        return self.session.request(method, self.base_url + path, timeout=30, **kwargs)
+        return self.session.request(method, self.base_url + path, timeout=self.timeout_seconds, **kwargs)
 
     def get(self, path: str, **kwargs) -> requests.Response:
         return self.request("GET", path, **kwargs)

@@ -12,6 +12,10 @@ from tests.aws_proxy import AwsProxy, Throttle, first_calls
 from tests.conftest import Api, app_config, load_fixture, serve, wait_for
 
 
+# Long enough for botocore to exhaust its retries of a throttled call in the worst case.
+THROTTLED_START_SECONDS = 120
+
+
 @pytest.fixture
 def throttled_api(served_app):
     # wiring.RETRY_CONFIG's `max_attempts: 5` is botocore's retries after the first try: 6 throttled
@@ -28,11 +32,14 @@ def throttled_api(served_app):
             start_workers=False,
             # The request waits for its start for as long as it takes (the default 3 s would
             # answer it `queued` while botocore still retries: tests/test_start_faults.py).
-            request_timeout_seconds=60,
-            start_wait_seconds=60,
+            # botocore's backoff before its 5 retries is random, up to 1+2+4+8+16 = 31 s, and the
+            # adaptive mode's client-side rate adds to it after throttles: the wait and the
+            # client's timeout leave room for the worst case.
+            request_timeout_seconds=THROTTLED_START_SECONDS,
+            start_wait_seconds=THROTTLED_START_SECONDS,
         )
     )
-    yield Api(f"http://127.0.0.1:{served.port}"), proxy
+    yield Api(f"http://127.0.0.1:{served.port}", timeout_seconds=THROTTLED_START_SECONDS + 30), proxy
     served.stop()
     proxy.stop()
 
@@ -55,7 +62,7 @@ def test_a_throttled_start_leaves_no_record_and_its_repeat_ends_true(throttled_a
     workflow_id = started.json()["id"]
     finished = wait_for(
         lambda: (wf := api.get(f"/workflows/{workflow_id}").json())["status"] == "succeeded" and wf,
-        60,
+        2 * THROTTLED_START_SECONDS,  # two whole refreshes are throttled out first
         0.5,
         "the workflow to be recorded succeeded",
     )
