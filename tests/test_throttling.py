@@ -11,7 +11,6 @@ import pytest
 from tests.aws_proxy import AwsProxy, Throttle, first_calls
 from tests.conftest import Api, app_config, load_fixture, serve, wait_for
 
-
 # Long enough for botocore to exhaust its retries of a throttled call in the worst case.
 THROTTLED_START_SECONDS = 120
 
