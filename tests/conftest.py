@@ -160,6 +160,9 @@ class DynamoDbTarget:
         import botocore.session
         from moto.server import ThreadedMotoServer
 
+        from workflow_manager.emulator.moto_compat import apply_moto_compat
+
+        apply_moto_compat()  # fix 9: moto's conditional writes are atomic, as DynamoDB's are
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
         self.server.start()
         host, port = self.server.get_host_and_port()

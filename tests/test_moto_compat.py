@@ -471,3 +471,97 @@ def test_execution_history_pages_in_both_orders_as_aws_does(sfn: Any) -> None:
     with pytest.raises(ClientError) as refused:
         sfn.get_execution_history(executionArn=execution, nextToken="not-a-token")
     assert refused.value.response["Error"]["Code"] == "InvalidToken"
+
+
+# --- Fix 8: the end status last -------------------------------------------------------------------
+
+
+def test_an_ended_execution_has_its_output_or_error_before_its_status(sfn: Any) -> None:
+    """Whoever reads an ended status (DescribeExecution, the status change event) reads the output,
+    or the error and cause, with it: each status assignment is watched for what was set by then."""
+    from moto.stepfunctions.parser.backend.execution import Execution
+
+    seen: list[tuple[str, str, Any, Any]] = []
+    watched = Execution.exec_status
+
+    def set_status(self: Execution, value: Any) -> None:
+        fields = self.__dict__  # None is assigned before output and error exist
+        seen.append(
+            (
+                fields.get("exec_arn"),
+                getattr(value, "value", value),
+                fields.get("output"),
+                fields.get("error"),
+            )
+        )
+        watched.fset(self, value)
+
+    Execution.exec_status = property(watched.fget, set_status)
+    try:
+        executions = {}
+        for end, status in (
+            ({"Type": "Pass", "Result": {"done": True}, "End": True}, "SUCCEEDED"),
+            ({"Type": "Fail", "Error": "Broken", "Cause": "it broke"}, "FAILED"),
+        ):
+            definition = {"StartAt": "end", "States": {"end": end}}
+            machine = sfn.create_state_machine(
+                name=_unique("ordered"), definition=json.dumps(definition), roleArn=ROLE_ARN
+            )["stateMachineArn"]
+            executions[status] = _start(sfn, machine)
+            assert _finished(sfn, executions[status])["status"] == status
+    finally:
+        Execution.exec_status = watched
+    ends = {(arn, status): (output, error) for arn, status, output, error in seen if status != "RUNNING"}
+    assert ends[(executions["SUCCEEDED"], "SUCCEEDED")] == ({"done": True}, None)
+    assert ends[(executions["FAILED"], "FAILED")] == (None, "Broken")
+
+
+# --- Fix 9: DynamoDB writes one at a time ---------------------------------------------------------
+
+
+def test_of_concurrent_conditional_writes_of_one_item_exactly_one_succeeds(
+    emulator: EmbeddedEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.dynamodb.models import table as moto_table
+
+    # moto reads the item, parses the condition, then writes: a slower parse holds the window
+    # between the check and the write open, so that every round's writers meet in it.
+    parse = moto_table.get_filter_expression
+
+    def slow_parse(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.02)
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(moto_table, "get_filter_expression", slow_parse)
+    dynamodb = boto3.client("dynamodb", **emulator_client_kwargs(emulator.endpoint_url))
+    table = _unique("conditional")
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    writers, rounds = 8, 10
+    barrier = threading.Barrier(writers)
+    won: dict[int, list[str]] = {round_: [] for round_ in range(rounds)}
+
+    def write(writer: str) -> None:
+        for round_ in range(rounds):
+            barrier.wait()
+            try:
+                dynamodb.put_item(
+                    TableName=table,
+                    Item={"pk": {"S": f"item-{round_}"}, "owner": {"S": writer}},
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            except ClientError as err:
+                assert err.response["Error"]["Code"] == "ConditionalCheckFailedException"
+            else:
+                won[round_].append(writer)
+
+    threads = [threading.Thread(target=write, args=(f"writer-{i}",)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {round_: len(winners) for round_, winners in won.items()} == dict.fromkeys(range(rounds), 1)

@@ -3,7 +3,8 @@ path (EventBridge -> SQS -> the service's event consumer, `workflow_manager.serv
 
 - `aws.states` / "Step Functions Execution Status Change" whenever an execution's status changes
   (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED), with the detail AWS sends (executionArn,
-  stateMachineArn, name, status, startDate, stopDate in epoch milliseconds, input, output);
+  stateMachineArn, name, status, startDate, stopDate in epoch milliseconds, input, output, their
+  inputDetails/outputDetails, error, cause);
 - `aws.batch` / "Batch Job State Change" whenever a job's status changes, with the job as
   DescribeJobs shows it (its tags included), as AWS sends it.
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from datetime import datetime
 from typing import Any
 
@@ -33,9 +33,6 @@ SFN_SOURCE = "aws.states"
 SFN_DETAIL_TYPE = "Step Functions Execution Status Change"
 BATCH_SOURCE = "aws.batch"
 BATCH_DETAIL_TYPE = "Batch Job State Change"
-
-# How long after an execution's terminal status is set its event is sent (see set_status).
-TERMINAL_EVENT_DELAY_SECONDS = 0.05
 
 _installed = False
 
@@ -81,14 +78,9 @@ def _watch_execution_status() -> None:
         self.__dict__["_wfm_exec_status"] = value
         if value is None or value == before:
             return
-        if getattr(value, "value", value) == "RUNNING":
-            _emit_execution_change(self)
-        else:
-            # moto sets an ended execution's status first, then its output and error: AWS sends
-            # the event of a complete execution, so this one waits for the lines that follow.
-            timer = threading.Timer(TERMINAL_EVENT_DELAY_SECONDS, _emit_execution_change, (self,))
-            timer.daemon = True
-            timer.start()
+        # An ended execution's output, error and cause are set before its status (moto compat
+        # fix 8), so the event tells all of it, as AWS's does.
+        _emit_execution_change(self)
 
     Execution.exec_status = property(get_status, set_status)
 
@@ -103,7 +95,11 @@ def _emit_execution_change(execution: Execution) -> None:
         "startDate": _epoch_ms(execution.start_date),
         "stopDate": _epoch_ms(execution.stop_date),
         "input": execution.execution_input,
+        "inputDetails": {"included": True},
         "output": json.dumps(execution.output) if execution.output is not None else None,
+        "outputDetails": {"included": True} if execution.output is not None else None,
+        "error": execution.error,
+        "cause": execution.cause,
     }
     _put_event(
         execution.account_id, execution.region_name, SFN_SOURCE, SFN_DETAIL_TYPE, [execution.exec_arn], detail

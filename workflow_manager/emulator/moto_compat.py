@@ -1,7 +1,7 @@
 """Compatibility fixes for moto's executing Step Functions backend, applied in-process.
 
 With `stepfunctions.execute_state_machine` on, moto runs state machines through a port of
-LocalStack's interpreter (`moto/stepfunctions/parser/`). Seven gaps in moto 5.2.5 stop it from running
+LocalStack's interpreter (`moto/stepfunctions/parser/`). Eight gaps in moto 5.2.5 stop it from running
 our workflows; `apply_moto_compat()` closes them by patching moto's classes:
 
 1. Activities: every execution gets an empty activity store and there is no GetActivityTask handler,
@@ -16,6 +16,15 @@ our workflows; `apply_moto_compat()` closes them by patching moto's classes:
 6. StartExecution without a name names the execution `None` (the second one is a conflict).
 7. GetExecutionHistory ignores `maxResults`, `nextToken` and `reverseOrder`: every event in one page,
    oldest first, where AWS pages (at most 1,000 events) and reads newest first when asked.
+8. An ended execution's status is set before its output, error and cause: a DescribeExecution (or
+   an event) in between tells SUCCEEDED without an output, or FAILED without an error.
+
+And one in moto's DynamoDB, which the DynamoDB store's tests and `workflow-manager emulator` serve:
+
+9. A conditional write checks its condition and writes in two steps with no lock, and moto's server
+   runs each request on a thread of its own: two concurrent writes can both pass a condition that
+   only one may (two holders of one lease, two saves of one idempotent start). DynamoDB applies
+   each write, and each transaction, atomically.
 
 Pitfalls: the patches target moto internals, so `apply_moto_compat()` refuses any moto other than
 `MOTO_VERSION`; each fix has a test in `tests/test_moto_compat.py` that fails on stock moto. Apply
@@ -46,7 +55,12 @@ from moto.stepfunctions.parser.asl.eval.callback.callback import (
     CallbackEndpoint,
 )
 from moto.stepfunctions.parser.asl.eval.environment import Environment
-from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+from moto.stepfunctions.parser.asl.eval.program_state import (
+    ProgramEnded,
+    ProgramError,
+    ProgramStopped,
+    ProgramTimedOut,
+)
 from moto.stepfunctions.parser.backend.activity import Activity, ActivityTask
 from moto.stepfunctions.parser.backend.execution import (
     BaseExecutionWorkerCommunication,
@@ -94,9 +108,11 @@ def apply_moto_compat(activity_poll_seconds: float = DEFAULT_ACTIVITY_POLL_SECON
         _pass_send_task_failure_cause()
         _normalise_service_integration_casing()
         _default_activity_start_outcome()
+        _set_end_status_last()  # before fix 5, which wraps the same method
         _stop_execution_at_once()
         _name_unnamed_executions()
         _page_execution_history()
+        _write_dynamodb_items_one_at_a_time()
         _applied = True
 
 
@@ -402,6 +418,36 @@ def _stop_execution_at_once() -> None:
     BaseExecutionWorkerCommunication._reflect_execution_status = _reflect_execution_status
 
 
+# --- Fix 8: the end status last -------------------------------------------------------------------
+
+
+def _set_end_status_last() -> None:
+    """moto's `_reflect_execution_status` sets SUCCEEDED (or FAILED) and then the output (or the
+    error and cause). The status goes last here, so that whoever reads the status (DescribeExecution,
+    the emulator's status change event) reads the rest with it."""
+
+    def _reflect_execution_status(self: BaseExecutionWorkerCommunication) -> None:
+        execution = self.execution
+        ended = execution.exec_worker.env.program_state()
+        if isinstance(ended, ProgramEnded):
+            execution.output = execution.exec_worker.env.states.get_input()
+            status = ExecutionStatus.SUCCEEDED
+        elif isinstance(ended, ProgramStopped):
+            status = ExecutionStatus.ABORTED
+        elif isinstance(ended, ProgramError):
+            execution.error = (ended.error or {}).get("error")
+            execution.cause = (ended.error or {}).get("cause")
+            status = ExecutionStatus.FAILED
+        elif isinstance(ended, ProgramTimedOut):
+            status = ExecutionStatus.TIMED_OUT
+        else:
+            raise RuntimeWarning(f"Execution ended with unsupported ProgramState type '{type(ended)}'.")
+        execution.stop_date = datetime.datetime.now(tz=datetime.UTC)
+        execution.exec_status = status
+
+    BaseExecutionWorkerCommunication._reflect_execution_status = _reflect_execution_status
+
+
 # --- Fix 6: unnamed executions --------------------------------------------------------------------
 
 
@@ -454,3 +500,25 @@ def _page_execution_history() -> None:
         return ActionResult(result)
 
     StepFunctionResponse.get_execution_history = get_execution_history
+
+
+# --- Fix 9: DynamoDB writes one at a time ---------------------------------------------------------
+
+# One lock for every table of every account: moto's DynamoDB is a test and development server, so
+# writes one at a time cost nothing that matters, and a transaction spans tables.
+_dynamodb_write_lock = threading.RLock()
+
+
+def _write_dynamodb_items_one_at_a_time() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+
+    def one_at_a_time(original: Any) -> Any:
+        @functools.wraps(original)
+        def locked(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+            with _dynamodb_write_lock:
+                return original(self, *args, **kwargs)
+
+        return locked
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        setattr(DynamoDBBackend, name, one_at_a_time(getattr(DynamoDBBackend, name)))
