@@ -20,7 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from executor import aws_errors
 from executor.batch import WORKFLOW_ID_TAG
 from executor.batch_results import ENV_WORKFLOW_ID
-from executor.interface import ReceivedEvent
+from executor.interface import ExecutionReport, ReceivedEvent
+from executor.sfn import status_report_from_event
 from workflow_manager.domain.errors import WorkflowManagerError
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,15 @@ def workflow_id_of(event: dict[str, Any]) -> str | None:
     return None
 
 
+def status_of(event: dict[str, Any]) -> ExecutionReport | None:
+    """What a Step Functions status change says of its execution (None for other events, and for
+    one that does not say all of it)."""
+    detail = event.get("detail")
+    if (event.get("source"), event.get("detail-type")) != SFN_STATUS_CHANGE or not isinstance(detail, dict):
+        return None
+    return status_report_from_event(detail)
+
+
 def _translate(err: Exception, action: str) -> WorkflowManagerError:
     return aws_errors.translate_aws_error(err, action, "SQS")
 
@@ -74,9 +84,12 @@ class SqsEventSource:
                 event = json.loads(message.get("Body") or "{}")
             except ValueError:
                 event = {}
-            kind = f"{event.get('source')}/{event.get('detail-type')}" if isinstance(event, dict) else ""
-            workflow_id = workflow_id_of(event) if isinstance(event, dict) else None
-            received.append(ReceivedEvent(workflow_id, message["ReceiptHandle"], kind))
+            if not isinstance(event, dict):
+                event = {}
+            kind = f"{event.get('source')}/{event.get('detail-type')}"
+            received.append(
+                ReceivedEvent(workflow_id_of(event), message["ReceiptHandle"], kind, status_of(event))
+            )
         return received
 
     def acknowledge(self, receipts: list[str]) -> None:

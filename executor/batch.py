@@ -476,7 +476,11 @@ class BatchExecutor:
             raise translate_aws_error(err, "DescribeJobs") from err
         return described
 
-    def report(self, workflow: Workflow, include_jobs: bool = True) -> ExecutionReport:
+    def report(
+        self, workflow: Workflow, include_jobs: bool = True, include_status: bool = True
+    ) -> ExecutionReport:
+        # A Batch workflow's status is its jobs' (DescribeJobs gives both): include_status changes
+        # nothing.
         if not workflow.jobs:
             return ExecutionReport(found=False)
         described = self._describe([job.id for job in workflow.jobs])

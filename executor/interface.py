@@ -52,6 +52,9 @@ class StartedExecution:
     from the execution history in `report`). The caller records them on the workflow."""
 
     jobs: list[Job] = field(default_factory=list)
+    # The execution runs from its start (a Step Functions execution is RUNNING once StartExecution
+    # answers): the write that records the start says so, and no event or refresh has to.
+    running: bool = False
 
 
 class StartAbandoned(Exception):
@@ -100,8 +103,12 @@ class Executor(Protocol):
         """Stop the workflow's execution; returns once the backend has stopped it. Raises NotFound
         when the workflow has no execution."""
 
-    def report(self, workflow: Workflow, include_jobs: bool = True) -> ExecutionReport:
-        """The execution's status, and its jobs when `include_jobs`."""
+    def report(
+        self, workflow: Workflow, include_jobs: bool = True, include_status: bool = True
+    ) -> ExecutionReport:
+        """The execution's status, and its jobs when `include_jobs`. Without `include_status`
+        (an ended execution whose status came from its event) the status may be left None, and
+        only what the jobs cost is spent."""
 
     def check_health(self) -> None:
         """Raise BackendUnavailable when the backend cannot be reached."""
@@ -127,6 +134,9 @@ class ReceivedEvent:
     workflow_id: str | None
     receipt: str
     kind: str = ""
+    # The execution's status as the event tells it, when it tells all of it (a Step Functions
+    # status change): applied as it is, without asking the backend. None: refresh the workflow.
+    status: ExecutionReport | None = None
 
 
 class EventSource(Protocol):

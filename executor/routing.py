@@ -34,8 +34,10 @@ class ExecutorRouter:
     def cancel(self, workflow: Workflow, reason: str) -> None:
         self._for(workflow.workflow_definition).cancel(workflow, reason)
 
-    def report(self, workflow: Workflow, include_jobs: bool = True) -> ExecutionReport:
-        return self._for(workflow.workflow_definition).report(workflow, include_jobs)
+    def report(
+        self, workflow: Workflow, include_jobs: bool = True, include_status: bool = True
+    ) -> ExecutionReport:
+        return self._for(workflow.workflow_definition).report(workflow, include_jobs, include_status)
 
     def check_health(self) -> None:
         for executor in self._executors.values():

@@ -17,6 +17,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -216,7 +217,7 @@ class StepFunctionsExecutor:
             raise translate_aws_error(err, "StartExecution") from err
         except BotoCoreError as err:
             raise translate_aws_error(err, "StartExecution") from err
-        return StartedExecution()
+        return StartedExecution(running=True)
 
     def _is_our_execution(self, workflow: Workflow, execution_input: str) -> bool:
         """Whether the execution named after the workflow ran on its state machine with its input."""
@@ -236,8 +237,18 @@ class StepFunctionsExecutor:
         except BotoCoreError as err:
             raise translate_aws_error(err, "StopExecution") from err
 
-    def report(self, workflow: Workflow, include_jobs: bool = True) -> ExecutionReport:
+    def report(
+        self, workflow: Workflow, include_jobs: bool = True, include_status: bool = True
+    ) -> ExecutionReport:
         arn = self.execution_arn(workflow)
+        if not include_status:
+            # The execution ended (its status came from its event): only its history is read.
+            events = self._history(arn)
+            self._histories.discard(arn)
+            if not events:
+                return ExecutionReport(found=False)
+            jobs = sfn_history.jobs_from_history(events, workflow)
+            return ExecutionReport(found=True, jobs=jobs, last_job=jobs[-1] if jobs else None)
         try:
             execution = self._sfn.describe_execution(executionArn=arn)
         except ClientError as err:
@@ -246,20 +257,10 @@ class StepFunctionsExecutor:
             raise translate_aws_error(err, "DescribeExecution") from err
         except BotoCoreError as err:
             raise translate_aws_error(err, "DescribeExecution") from err
-        sfn_status = execution["status"]
-        report = ExecutionReport(
-            found=True,
-            status=EXECUTION_STATUS_TO_WORKFLOW_STATUS.get(sfn_status, WorkflowStatus.QUEUED),
-            stopped_at=execution.get("stopDate"),
-            output=_json_text(execution.get("output")),
-        )
-        if sfn_status == "TIMED_OUT":
-            report.status_reason = sfn_history.STATUS_REASON_WORKFLOW_TIMED_OUT
-        elif sfn_status == "FAILED":
-            report.status_reason = _failure_reason(execution)
+        report = status_report(execution)
         if include_jobs or report.status == WorkflowStatus.FAILED:
             events = self._history(arn)
-            if sfn_status != "RUNNING":
+            if execution["status"] != "RUNNING":
                 self._histories.discard(arn)  # ended: its history is read no more
             jobs = sfn_history.jobs_from_history(events, workflow)
             report.jobs = jobs if include_jobs else None
@@ -319,6 +320,48 @@ class StepFunctionsExecutor:
             self._sfn.list_state_machines(maxResults=1)
         except (ClientError, BotoCoreError) as err:
             raise BackendUnavailable(f"Step Functions is unreachable: {err}") from err
+
+
+def status_report(execution: dict[str, Any]) -> ExecutionReport:
+    """The status part of a report (no jobs) from an execution as DescribeExecution shows it."""
+    sfn_status = execution["status"]
+    report = ExecutionReport(
+        found=True,
+        status=EXECUTION_STATUS_TO_WORKFLOW_STATUS.get(sfn_status, WorkflowStatus.QUEUED),
+        stopped_at=execution.get("stopDate"),
+        output=_json_text(execution.get("output")),
+    )
+    if sfn_status == "TIMED_OUT":
+        report.status_reason = sfn_history.STATUS_REASON_WORKFLOW_TIMED_OUT
+    elif sfn_status == "FAILED":
+        report.status_reason = _failure_reason(execution)
+    return report
+
+
+def status_report_from_event(detail: dict[str, Any]) -> ExecutionReport | None:
+    """The status part of a report from the detail of a "Step Functions Execution Status Change"
+    event, which carries what DescribeExecution would say (status, stopDate in epoch
+    milliseconds, output, error and cause), so applying it costs no call. None when the event
+    lacks part of it: an output too large to be included (outputDetails.included false), or a
+    failure whose error the event does not carry; the caller then asks the backend."""
+    sfn_status = detail.get("status")
+    if sfn_status not in EXECUTION_STATUS_TO_WORKFLOW_STATUS:
+        return None
+    if sfn_status == "SUCCEEDED" and (detail.get("outputDetails") or {}).get("included") is False:
+        return None
+    if sfn_status == "FAILED" and "error" not in detail:
+        return None
+    stop_ms = detail.get("stopDate")
+    execution = {
+        "status": sfn_status,
+        "stopDate": (
+            datetime.fromtimestamp(stop_ms / 1000, tz=UTC) if isinstance(stop_ms, int | float) else None
+        ),
+        "output": detail.get("output"),
+        "error": detail.get("error"),
+        "cause": detail.get("cause"),
+    }
+    return status_report(execution)
 
 
 def _json_text(output: str | None) -> str | None:

@@ -194,7 +194,9 @@ def _job_of(
         return None
     job = job_of_event.get(event.get("previousEventId"))
     if job is None:
-        log.warning("event-with-unknown-job: %s event %s", event_type, event_id)
+        # An execution whose last state is no job (a Pass, a Wait) succeeds after no job: usual.
+        level = logging.DEBUG if event_type == "ExecutionSucceeded" else logging.WARNING
+        log.log(level, "event-with-unknown-job: %s event %s", event_type, event_id)
         return None
     job_of_event[event_id] = job
     return job

@@ -63,7 +63,8 @@ class Store(Protocol):
     def delete_workflow(self, workflow_id: str) -> None: ...
     def list_workflows(self, query: WorkflowQuery) -> WorkflowPage: ...
     def list_active_workflow_ids(self) -> list[str]:
-        """Ids of every workflow whose status is not terminal, for the background updater."""
+        """Ids of every active workflow (domain.status.is_active: its status is not terminal, or
+        its jobs are still to be read), for the background updater."""
         ...
 
     # Leases: one holder at a time across every replica (the background updater's sweep).

@@ -22,7 +22,7 @@ from workflow_manager.domain.models import (
     utc_now,
 )
 from workflow_manager.domain.schemas import format_time
-from workflow_manager.domain.status import ACTIVE_WORKFLOW_STATUSES, moves_back_from_terminal
+from workflow_manager.domain.status import is_active, moves_back_from_terminal
 
 _PAGE_KEYS = frozenset({"createdAt", "id"})
 
@@ -183,7 +183,7 @@ class MemoryStore:
 
     def list_active_workflow_ids(self) -> list[str]:
         with self._lock:
-            return [wf.id for wf in self._workflows.values() if wf.status in ACTIVE_WORKFLOW_STATUSES]
+            return [wf.id for wf in self._workflows.values() if is_active(wf)]
 
     # Leases
 

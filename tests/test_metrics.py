@@ -166,11 +166,14 @@ def test_the_workflows_gauge_reads_at_most_its_limit_and_counts_the_rest_unread(
     definition = store.save_workflow_definition(kitchensink())
     for status in [WorkflowStatus.RUNNING] * 3 + [WorkflowStatus.QUEUED, WorkflowStatus.SUCCEEDED]:
         store.save_workflow(new_workflow(definition, status=status))
+    ended_by_event = new_workflow(definition, status=WorkflowStatus.SUCCEEDED)
+    ended_by_event.jobs_pending = True
+    store.save_workflow(ended_by_event)
     # The counts read only the store: no executor is needed.
     workflows = WorkflowService(store, executor=None, default_namespace="ns")  # type: ignore[arg-type]
-    assert workflows.count_active_by_status() == {"running": 3, "queued": 1}
+    assert workflows.count_active_by_status() == {"running": 3, "queued": 1, "jobs_pending": 1}
     limited = workflows.count_active_by_status(max_reads=2)
-    assert limited["unread"] == 2 and sum(limited.values()) == 4
+    assert limited["unread"] == 3 and sum(limited.values()) == 5
 
 
 # With auth on: a reader may scrape; without a token, nobody.

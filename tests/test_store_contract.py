@@ -299,6 +299,22 @@ def test_active_workflow_ids_are_the_non_terminal_ones(store):
     assert done.id not in store.list_active_workflow_ids()
 
 
+def test_a_finished_workflow_whose_jobs_are_pending_stays_active_until_they_are_read(store):
+    workflow = new_workflow(kitchensink())
+    store.save_workflow(workflow)
+    found = store.get_workflow(workflow.id)
+    found.status = WorkflowStatus.SUCCEEDED
+    found.jobs_pending = True
+    store.update_workflow(found)
+    found = store.get_workflow(workflow.id)
+    assert found.jobs_pending is True
+    assert workflow.id in store.list_active_workflow_ids()
+    found.jobs_pending = False
+    store.update_workflow(found)
+    assert store.get_workflow(workflow.id).jobs_pending is False
+    assert workflow.id not in store.list_active_workflow_ids()
+
+
 # Listing (the reference's removed GetWorkflows cases)
 
 

@@ -233,9 +233,11 @@ class ReplayingExecutor:
     def __getattr__(self, name):
         return getattr(self._executor, name)
 
-    def report(self, workflow, include_jobs=True):
+    def report(self, workflow, include_jobs=True, include_status=True):
         stale, self._stale = self._stale, None
-        return stale if stale is not None else self._executor.report(workflow, include_jobs=include_jobs)
+        if stale is not None:
+            return stale
+        return self._executor.report(workflow, include_jobs=include_jobs, include_status=include_status)
 
 
 def test_a_report_read_before_a_newer_one_cannot_erase_jobs_or_status(services):

@@ -68,7 +68,7 @@ from workflow_manager.domain.schemas import (
     load_workflow,
     parse_time,
 )
-from workflow_manager.domain.status import ACTIVE_WORKFLOW_STATUSES, moves_back_from_terminal
+from workflow_manager.domain.status import is_active, moves_back_from_terminal
 
 log = logging.getLogger(__name__)
 
@@ -509,6 +509,7 @@ class DynamoDbStore:
                     "workflow": dump_workflow(document),
                     "jobs": manifest_to_json(manifest),
                     "startClaim": start_claim_to_json(workflow.start_claim),
+                    "jobsPending": workflow.jobs_pending,
                 }
             )
         )
@@ -543,9 +544,7 @@ class DynamoDbStore:
             hash_byNameStatus=f"{name}#{status}",
             hash_byNameResolved=f"{name}#{resolved}",
             hash_byNameStatusResolved=f"{name}#{status}#{resolved}",
-            hash_activeShard=(
-                active_shard(workflow.id) if workflow.status in ACTIVE_WORKFLOW_STATUSES else None
-            ),
+            hash_activeShard=(active_shard(workflow.id) if is_active(workflow) else None),
             expires=expires,
             job_count=len(workflow.jobs),
             doc=doc_parts[0],
@@ -659,6 +658,7 @@ class DynamoDbStore:
         document = self._read_document(item)
         workflow = load_workflow(document["workflow"])
         workflow.start_claim = start_claim_from_json(document.get("startClaim"))
+        workflow.jobs_pending = bool(document.get("jobsPending", False))
         if with_jobs:
             workflow.jobs = self._read_jobs(item.id, manifest_from_json(document.get("jobs")))
         if item.revision is not None:

@@ -173,6 +173,10 @@ class Workflow:
     jobs: list[Job] = field(default_factory=list)
     # Set while the start is not finished (see StartClaim). Never on the wire.
     start_claim: StartClaim | None = None
+    # Set when the status came from an event (executor.aws_events) ahead of the jobs: the
+    # execution ended, its history is still to be read. The store keeps the workflow among the
+    # active ones until a refresh reads the jobs and clears it. Never on the wire.
+    jobs_pending: bool = False
     # Optimistic-concurrency token, owned by the store: a write succeeds only when the revision it
     # read is still current. Never on the wire.
     revision: int = 0

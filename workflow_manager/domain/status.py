@@ -109,7 +109,17 @@ def workflow_status_is_done(workflow: Workflow) -> bool:
 
 
 def workflow_is_done(workflow: Workflow) -> bool:
-    return workflow_status_is_done(workflow) and all(job_is_done(j.status) for j in workflow.jobs)
+    return (
+        workflow_status_is_done(workflow)
+        and not workflow.jobs_pending
+        and all(job_is_done(j.status) for j in workflow.jobs)
+    )
+
+
+def is_active(workflow: Workflow) -> bool:
+    """Whether the store lists the workflow among the active ones (the updater's and the sweep's
+    work): its status is not terminal, or its jobs are still to be read after its end."""
+    return workflow.status in ACTIVE_WORKFLOW_STATUSES or workflow.jobs_pending
 
 
 # Workflow status from job statuses

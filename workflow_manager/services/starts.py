@@ -133,7 +133,7 @@ class StartRunner:
             # this process die first, the claim expires and a takeover finds the execution started.
             self._pool.submit(self._record_quietly, attempt, outcome)
             return True
-        saved = self._record_started(attempt, outcome.jobs)
+        saved = self._record_started(attempt, outcome)
         if saved is not None:
             workflow.jobs, workflow.start_claim = saved.jobs, saved.start_claim
             workflow.revision, workflow.last_updated = saved.revision, saved.last_updated
@@ -181,7 +181,7 @@ class StartRunner:
 
     def _record_quietly(self, attempt: _Attempt, outcome: StartedExecution) -> None:
         try:
-            self._record_started(attempt, outcome.jobs)
+            self._record_started(attempt, outcome)
         except Exception:
             log.exception("could not record the start of workflow %s", attempt.workflow_id)
 
@@ -203,8 +203,13 @@ class StartRunner:
             )
             return None
 
-    def _record_started(self, attempt: _Attempt, jobs: list[Job]) -> Workflow | None:
-        saved = self._owned_change(attempt, lambda current: _add_jobs(current, jobs))
+    def _record_started(self, attempt: _Attempt, started: StartedExecution) -> Workflow | None:
+        def record(current: Workflow) -> None:
+            _add_jobs(current, started.jobs)
+            if started.running and current.status == WorkflowStatus.QUEUED:
+                current.status = WorkflowStatus.RUNNING
+
+        saved = self._owned_change(attempt, record)
         if saved is not None and is_terminal(saved.status):
             # Cancelled while it started (after its last progress write): stop what started.
             self._stop_started(saved)
@@ -229,7 +234,7 @@ class StartRunner:
 
     def _record_detached(self, attempt: _Attempt, outcome: StartedExecution | BaseException) -> None:
         if isinstance(outcome, StartedExecution):
-            self._record_started(attempt, outcome.jobs)
+            self._record_started(attempt, outcome)
         elif isinstance(outcome, StartInterrupted):
             self._record_interrupted(attempt, outcome)
         else:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 from executor.interface import ExecutionReport, Executor, StartAbandoned
@@ -81,6 +82,11 @@ MUTATE_ATTEMPTS = 5
 # so that a scrape stays cheap however many run); the rest are counted under ACTIVE_STATUS_UNREAD.
 MAX_ACTIVE_STATUS_READS = 1000
 ACTIVE_STATUS_UNREAD = "unread"
+# How long a read of an ended workflow whose jobs are pending waits for a turn among the history
+# reads (MAX_CONCURRENT_HISTORY_READS) before it answers with the record as stored.
+PENDING_JOBS_WAIT_SECONDS = 1.0
+# Ended workflows (by an event) whose jobs are still to be read are counted under this status.
+ACTIVE_STATUS_JOBS_PENDING = "jobs_pending"
 
 
 class WorkflowObserver(Protocol):
@@ -112,6 +118,14 @@ class StartRequest:
     # answered `queued` and finished in the background, or, when even the save took that long,
     # undone (the caller will see a 503: it must be told the truth, that nothing started).
     deadline: float | None = None
+
+
+class StatusApplied(StrEnum):
+    """What `WorkflowService.apply_status` did with an event's status."""
+
+    APPLIED = "applied"  # saved (or nothing to change: an old or repeated event)
+    ENDED = "ended"  # the workflow ended by it: its jobs are to be read (jobs_pending)
+    STARTING = "starting"  # left alone: the workflow's start is not recorded yet
 
 
 class WorkflowService:
@@ -269,7 +283,7 @@ class WorkflowService:
     def resume(self, workflow_id: str, start_at: str, actor: Principal = ANONYMOUS) -> Workflow:
         """Start a new workflow, a retry of `workflow_id`, from its top-level state `start_at`, with
         the input that state's job had (the reference's RetryWorkflow)."""
-        original = self._store.get_workflow(workflow_id)
+        original = self._with_jobs(self._store.get_workflow(workflow_id))
         require_namespace(actor, original.namespace)
         if not workflow_is_done(original):
             raise Conflict(f"Workflow {workflow_id} active: {original.status}")
@@ -328,7 +342,7 @@ class WorkflowService:
         while pending:
             child_id = pending.pop()
             try:
-                child = self._store.get_workflow(child_id)
+                child = self._with_jobs(self._store.get_workflow(child_id))
             except NotFound:
                 continue
             if not workflow_is_done(child):
@@ -401,6 +415,10 @@ class WorkflowService:
     @about_workflow
     def get(self, workflow_id: str, fetch_history: bool = False) -> Workflow:
         workflow = self._store.get_workflow(workflow_id)
+        if workflow.jobs_pending and not fetch_history:
+            # Ended (by its event) with its jobs still to be read: a client that waits for the end
+            # and then reads the jobs gets all of them, so they are read now, whoever asked last.
+            return self._with_jobs(workflow)
         if workflow_is_done(workflow) and not fetch_history:
             return workflow
         if not fetch_history and not self._watched.claim(workflow_id):
@@ -410,6 +428,25 @@ class WorkflowService:
         finally:
             if not fetch_history:
                 self._watched.done(workflow_id)
+
+    def _with_jobs(self, workflow: Workflow) -> Workflow:
+        """`workflow`, with its jobs read when they are pending (its end came from an event). Waits
+        up to PENDING_JOBS_WAIT_SECONDS for a turn among the history reads; when there is none, or
+        the backend fails, the record as stored (the deferred refresh or the sweep reads them)."""
+        if not workflow.jobs_pending:
+            return workflow
+        if self._history_reads is not None and not self._history_reads.acquire(
+            timeout=PENDING_JOBS_WAIT_SECONDS
+        ):
+            return workflow
+        try:
+            return self.refresh(workflow.id)
+        except WorkflowManagerError as err:
+            log.warning("the pending jobs of workflow %s could not be read: %s", workflow.id, err.message)
+            return workflow
+        finally:
+            if self._history_reads is not None:
+                self._history_reads.release()
 
     def _get_refreshed(self, workflow: Workflow, fetch_history: bool) -> Workflow:
         workflow_id = workflow.id
@@ -443,14 +480,16 @@ class WorkflowService:
 
     def count_active_by_status(self, max_reads: int = MAX_ACTIVE_STATUS_READS) -> dict[str, int]:
         """The active workflows by status, as stored (the backend is not asked): one store read per
-        workflow, up to `max_reads`; the rest are counted as ACTIVE_STATUS_UNREAD."""
+        workflow, up to `max_reads`; the rest are counted as ACTIVE_STATUS_UNREAD, and ended ones
+        whose jobs are still to be read as ACTIVE_STATUS_JOBS_PENDING."""
         ids = self._store.list_active_workflow_ids()
         counts: dict[str, int] = {}
         for workflow_id in ids[:max_reads]:
             try:
-                status = str(self._store.get_workflow(workflow_id).status)
+                workflow = self._store.get_workflow(workflow_id)
             except NotFound:
                 continue  # deleted since it was listed
+            status = ACTIVE_STATUS_JOBS_PENDING if workflow.jobs_pending else str(workflow.status)
             counts[status] = counts.get(status, 0) + 1
         if len(ids) > max_reads:
             counts[ACTIVE_STATUS_UNREAD] = len(ids) - max_reads
@@ -468,17 +507,42 @@ class WorkflowService:
     def refresh(self, workflow_id: str) -> Workflow:
         """Bring a workflow's status and jobs in line with its execution, and save what changed. A
         workflow still starting is left to its start; one whose start was left unfinished (its
-        claim expired: the replica starting it died) is taken over and finished."""
+        claim expired: the replica starting it died) is taken over and finished. One whose status
+        came from its execution's end event has only its jobs read."""
         workflow = self._store.get_workflow(workflow_id)
         if workflow.start_claim is not None:
             if workflow.start_claim.expired(utc_now()):
                 self._starts.take_over(workflow)
             return workflow
-        report = self._executor.report(workflow, include_jobs=True)
+        report = self._executor.report(workflow, include_jobs=True, include_status=not workflow.jobs_pending)
         return self._mutate_workflow(workflow_id, lambda wf: self._apply_report(wf, report))
+
+    @about_workflow
+    def apply_status(self, workflow_id: str, report: ExecutionReport) -> StatusApplied:
+        """Apply the status an event told (`report`, without jobs) with one conditional write,
+        asking the backend nothing. A workflow that ends this way keeps `jobs_pending` until a
+        refresh reads its jobs (the store lists it as active meanwhile). A workflow still
+        starting is not changed: its start records it first."""
+        outcome = StatusApplied.APPLIED
+
+        def apply(workflow: Workflow) -> None:
+            nonlocal outcome
+            outcome = StatusApplied.APPLIED
+            if workflow.start_claim is not None:
+                outcome = StatusApplied.STARTING
+                return
+            was_terminal = is_terminal(workflow.status)
+            self._apply_report(workflow, report)
+            if is_terminal(workflow.status) and not was_terminal:
+                workflow.jobs_pending = True
+                outcome = StatusApplied.ENDED
+
+        self._mutate_workflow(workflow_id, apply)
+        return outcome
 
     def _apply_report(self, workflow: Workflow, report: ExecutionReport) -> None:
         if not report.found:
+            workflow.jobs_pending = False  # no execution, no jobs to read
             if (
                 not is_terminal(workflow.status)
                 and workflow.last_updated is not None
@@ -490,6 +554,12 @@ class WorkflowService:
             return
         if report.jobs is not None:
             workflow.jobs = jobs_after_report(workflow.jobs, report.jobs)
+            if workflow.jobs_pending:
+                # The end came from an event; its effects that need the jobs apply now.
+                workflow.jobs_pending = False
+                effects = TERMINAL_EFFECTS.get(workflow.status)
+                if effects is not None and effects.records_last_job and workflow.last_job is None:
+                    workflow.last_job = report.last_job
         new_status = report.status
         if new_status is None or not transition_allowed(workflow.status, new_status):
             return
