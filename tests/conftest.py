@@ -136,6 +136,17 @@ def beside_config(served_app, **overrides):
     )
 
 
+def proxied_config(proxy_url: str, **overrides):
+    """A configuration for an app that reaches AWS through a tests.aws_proxy.AwsProxy at
+    `proxy_url` (`backend="endpoint"`), with no workers of its own unless overridden."""
+    return app_config(
+        backend="endpoint",
+        aws_endpoint=proxy_url,
+        account_id="123456789012",
+        **{"start_workers": False, **overrides},
+    )
+
+
 @pytest.fixture(scope="session")
 def served_app():
     served = serve(app_config())

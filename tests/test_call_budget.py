@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from executor.call_budget import CallBudgets, ReplicaCount
 from store.memory import MemoryStore
 from tests.aws_proxy import AwsProxy
-from tests.conftest import Api, app_config, load_fixture, serve
+from tests.conftest import Api, load_fixture, proxied_config, serve
 from workflow_manager.emulator.server import emulator_client_kwargs
 
 UNKNOWN_EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:no-such-machine:no-such-execution"
@@ -87,11 +87,8 @@ def test_the_service_holds_its_own_calls_to_the_budget(proxy):
 
     budget = AWS_CALL_BUDGETS_PER_SECOND[("stepfunctions", "DescribeExecution")]
     served = serve(
-        app_config(
-            backend="endpoint",
-            aws_endpoint=proxy.url,
-            account_id="123456789012",
-            start_workers=False,
+        proxied_config(
+            proxy.url,
             updater_enabled=False,
         )
     )
@@ -127,11 +124,8 @@ def test_many_watchers_of_a_workflow_cost_one_refresh_a_second(proxy):
     from workflow_manager.services.workflows import WATCHED_REFRESH_SECONDS
 
     served = serve(
-        app_config(
-            backend="endpoint",
-            aws_endpoint=proxy.url,
-            account_id="123456789012",
-            start_workers=False,
+        proxied_config(
+            proxy.url,
             updater_enabled=False,
         )
     )

@@ -15,7 +15,7 @@ from executor.aws_events import ensure_event_routing, status_of, workflow_id_of
 from executor.batch import WORKFLOW_ID_TAG
 from executor.sfn_history import STATUS_REASON_WORKFLOW_TIMED_OUT
 from tests.aws_proxy import AwsProxy
-from tests.conftest import Api, app_config, load_fixture, serve, wait_for
+from tests.conftest import Api, app_config, load_fixture, proxied_config, serve, wait_for
 from tests.test_api_batch import chain, post_batch_definition
 from workflow_manager.domain.models import WorkflowStatus
 
@@ -185,11 +185,8 @@ def counted_api(served_app):
     queue_url = ensure_event_routing(boto3.client("events", **kwargs), boto3.client("sqs", **kwargs), prefix)
     proxy = AwsProxy(endpoint)
     served = serve(
-        app_config(
-            backend="endpoint",
-            aws_endpoint=proxy.url,
-            account_id="123456789012",
-            start_workers=False,
+        proxied_config(
+            proxy.url,
             updater_enabled=False,
             events_queue_url=queue_url,
         )

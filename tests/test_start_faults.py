@@ -25,7 +25,7 @@ import requests
 from executor.batch import WORKFLOW_ID_TAG
 from executor.batch_results import results_table_name
 from tests.aws_proxy import AwsProxy, Delay, Hold, LoseAnswer, Refuse, call_number
-from tests.conftest import Api, app_config, free_port, load_fixture, serve, wait_for
+from tests.conftest import Api, free_port, load_fixture, proxied_config, serve, wait_for
 from tests.test_api_batch import chain, post_batch_definition
 from workflow_manager.emulator.server import emulator_client_kwargs
 
@@ -42,11 +42,8 @@ def proxied(served_app):
     def make(rules, **overrides):
         proxy = AwsProxy(served_app.app.runtime.emulator.endpoint_url, rules)
         served = serve(
-            app_config(
-                backend="endpoint",
-                aws_endpoint=proxy.url,
-                account_id="123456789012",
-                start_workers=False,
+            proxied_config(
+                proxy.url,
                 **overrides,
             )
         )
@@ -188,11 +185,8 @@ def test_a_start_whose_save_outlasts_the_request_timeout_is_a_503_that_started_n
     # 5 s, so the workflow the save then wrote must not start, and is deleted again.
     proxy = AwsProxy(served_app.app.runtime.emulator.endpoint_url)
     served = serve(
-        app_config(
-            backend="endpoint",
-            aws_endpoint=proxy.url,
-            account_id="123456789012",
-            start_workers=False,
+        proxied_config(
+            proxy.url,
             store="dynamodb",
             dynamodb_prefix=f"slow-save-{uuid.uuid4().hex[:8]}",
             dynamodb_create_tables=True,

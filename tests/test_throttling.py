@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.aws_proxy import AwsProxy, Throttle, first_calls
-from tests.conftest import Api, app_config, load_fixture, serve, wait_for
+from tests.conftest import Api, load_fixture, proxied_config, serve, wait_for
 
 # Long enough for botocore to exhaust its retries of a throttled call in the worst case.
 THROTTLED_START_SECONDS = 120
@@ -24,11 +24,8 @@ def throttled_api(served_app):
         {"StartExecution": first_calls(6, Throttle()), "DescribeExecution": first_calls(12, Throttle())},
     )
     served = serve(
-        app_config(
-            backend="endpoint",
-            aws_endpoint=proxy.url,
-            account_id="123456789012",
-            start_workers=False,
+        proxied_config(
+            proxy.url,
             # The request waits for its start for as long as it takes (the default 3 s would
             # answer it `queued` while botocore still retries: tests/test_start_faults.py).
             # botocore's backoff before its 5 retries is random, up to 1+2+4+8+16 = 31 s, and the
